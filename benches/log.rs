@@ -1,0 +1,3 @@
+//! The log benchmark: see docs/benchmarks.md.
+
+fn main() {}

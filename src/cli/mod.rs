@@ -1,0 +1,71 @@
+//! Command-line parsing (clap) and dispatch.
+
+mod consume;
+mod demo;
+mod group;
+mod output;
+mod produce;
+mod topic;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use plexus::{Log, LogConfig};
+
+/// Plexus: a durable, partitioned event log with Kafka's concepts, on your machine.
+///
+/// Every command works on the data directory given by --data-dir (or
+/// PLEXUS_DATA_DIR), created on first use. One process at a time may open it.
+#[derive(Debug, Parser)]
+#[command(name = "plexus", version, about, long_about, propagate_version = true)]
+pub(crate) struct Cli {
+    /// The data directory holding topics and consumer offsets.
+    #[arg(long, global = true, env = "PLEXUS_DATA_DIR", default_value = "./plexus-data")]
+    data_dir: PathBuf,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create, list, describe, alter and delete topics.
+    #[command(subcommand)]
+    Topic(topic::TopicCommand),
+    /// Write records to a topic, one per input line.
+    Produce(produce::ProduceArgs),
+    /// Read records from a topic.
+    Consume(consume::ConsumeArgs),
+    /// List, describe and reset consumer groups.
+    #[command(subcommand)]
+    Group(group::GroupCommand),
+    /// Run the whole path on a throwaway data directory: create a topic,
+    /// produce keyed orders, consume them with a group of three, and show
+    /// the totals and the throughput.
+    Demo(demo::DemoArgs),
+}
+
+/// Opens the data directory.
+pub(crate) fn open_log(dir: &std::path::Path) -> anyhow::Result<Log> {
+    Ok(Log::open(LogConfig::new(dir))?)
+}
+
+/// Runs a parsed command.
+pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Demo(args) => demo::run(args).await,
+        command => {
+            let log = open_log(&cli.data_dir)?;
+            let result = match command {
+                Command::Topic(c) => topic::run(&log, c).await,
+                Command::Produce(a) => produce::run(&log, a).await,
+                Command::Consume(a) => consume::run(&log, a).await,
+                Command::Group(c) => group::run(&log, c).await,
+                Command::Demo(_) => unreachable!("handled above"),
+            };
+            let closed = log.close();
+            result?;
+            Ok(closed?)
+        }
+    }
+}
