@@ -33,3 +33,8 @@ pub use plexus_core::{
     ConsumerRecord, Error, Header, Log, LogConfig, Offset, PartitionId, Record, Result, Timestamp, TopicConfig,
     TopicPartition, client, group,
 };
+
+/// The README's code, compiled as a doctest so that it stays true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

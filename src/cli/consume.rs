@@ -122,14 +122,13 @@ async fn consume_loop(consumer: &mut EmbeddedConsumer, args: &ConsumeArgs) -> an
             continue;
         }
         last_record = Instant::now();
-        let mut printed = std::collections::BTreeMap::new();
+        let mut unprinted: std::collections::BTreeMap<TopicPartition, i64> = std::collections::BTreeMap::new();
         for r in records {
             if args.max_messages.is_some_and(|max| seen >= max) {
-                break;
+                unprinted.entry(TopicPartition::new(&r.topic, r.partition)).or_insert(r.offset);
+                continue;
             }
             seen += 1;
-            printed.insert(TopicPartition::new(&r.topic, r.partition), r.offset + 1);
-
             if args.json {
                 let headers: serde_json::Map<String, serde_json::Value> =
                     r.headers.iter().map(|h| (h.key.clone(), json!(text(h.value.as_deref())))).collect();
@@ -149,9 +148,13 @@ async fn consume_loop(consumer: &mut EmbeddedConsumer, args: &ConsumeArgs) -> an
                 writeln!(stdout, "{}", text(r.value.as_deref()).unwrap_or_default())?;
             }
         }
+        // Records fetched but not printed are left for the next consumer.
+        for (tp, offset) in unprinted {
+            consumer.seek(&tp, SeekTo::Offset(offset)).await?;
+        }
         stdout.flush()?;
         if args.group.is_some() {
-            consumer.commit_offsets(printed).await?;
+            consumer.commit_sync().await?;
         }
     }
     Ok(())

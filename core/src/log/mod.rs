@@ -169,12 +169,13 @@ pub(crate) struct Inner {
     meta: Mutex<Metadata>,
     offline: AtomicBool,
     next_producer_id: AtomicI64,
-    tasks: tasks::Tasks,
+    tasks: Arc<tasks::Tasks>,
     closed: AtomicBool,
     groups: crate::group::coordinator::GroupsState,
     /// Woken whenever a high watermark moves, for long-polling consumers.
     data: tokio::sync::Notify,
-    _lock: Option<DirLock>,
+    /// Released by `close`, so the directory can be opened again at once.
+    lock: Mutex<Option<DirLock>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -220,7 +221,15 @@ impl Log {
                 (Arc::clone(storage), None)
             }
             None => {
+                let created = !dir.exists();
                 std::fs::create_dir_all(&dir).at(&dir)?;
+                if created {
+                    // The new directory's own entry must be durable too.
+                    let parent = crate::storage::io::parent(&dir);
+                    FileStorage
+                        .sync_dir(parent)
+                        .map_err(|source| Error::FsyncFailed { path: parent.into(), source })?;
+                }
                 let lock = DirLock::acquire(&dir)?;
                 (Arc::new(FileStorage) as Arc<dyn Storage>, Some(lock))
             }
@@ -270,11 +279,11 @@ impl Log {
             meta: Mutex::new(meta),
             offline: AtomicBool::new(false),
             next_producer_id: AtomicI64::new(first_producer_id),
-            tasks: tasks::Tasks::default(),
+            tasks: Arc::default(),
             closed: AtomicBool::new(false),
             groups: crate::group::coordinator::GroupsState::default(),
             data: tokio::sync::Notify::new(),
-            _lock: lock,
+            lock: Mutex::new(lock),
         });
         let log = Self { inner };
         log.write_recovery_checkpoint()?;
@@ -601,7 +610,15 @@ impl Log {
         let partition = self.partition(tp)?;
         let (info, flush_now, hw) = {
             let mut log = partition.lock();
-            let info = log.append(&mut batch, now_ms())?;
+            let info = match log.append(&mut batch, now_ms()) {
+                Ok(info) => info,
+                Err(e @ Error::FsyncFailed { .. }) => {
+                    drop(log);
+                    tasks::go_offline(&self.inner, &e);
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            };
             let config = log.config();
             let flush_now = config.durable_ack() || log.unflushed_records() >= config.flush_messages;
             (info, flush_now, log.high_watermark())
@@ -722,6 +739,7 @@ impl Log {
         tasks::write_checkpoint(&self.inner)?;
         let marker = self.inner.dir.join(CLEAN_SHUTDOWN_FILE);
         self.inner.storage.write_atomic(&marker, b"").at(&marker)?;
+        self.inner.lock.lock().unwrap_or_else(PoisonError::into_inner).take();
         tracing::info!(dir = %self.inner.dir.display(), "log closed cleanly");
         Ok(())
     }

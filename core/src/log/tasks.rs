@@ -48,18 +48,20 @@ impl Tasks {
     }
 }
 
-/// Starts the flusher and, if configured, the maintenance thread.
+/// Starts the flusher and, if configured, the maintenance thread. They
+/// hold the log weakly and wait on [`Tasks`] alone, so that dropping the
+/// last handle drops the log (and releases the directory lock) at once.
 pub(super) fn start(inner: &Arc<Inner>) {
     let mut handles = inner.tasks.handles.lock().unwrap_or_else(PoisonError::into_inner);
-    let weak = Arc::downgrade(inner);
     let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| std::thread::Builder::new().name(name.into()).spawn(f);
-    match spawn("plexus-flusher", Box::new(move || flusher(&weak))) {
+    let (weak, tasks) = (Arc::downgrade(inner), Arc::clone(&inner.tasks));
+    match spawn("plexus-flusher", Box::new(move || flusher(&weak, &tasks))) {
         Ok(h) => handles.push(h),
         Err(e) => tracing::error!(%e, "cannot start the flusher thread"),
     }
     if inner.config.background_maintenance {
-        let weak = Arc::downgrade(inner);
-        match spawn("plexus-maintenance", Box::new(move || maintenance(&weak))) {
+        let (weak, tasks) = (Arc::downgrade(inner), Arc::clone(&inner.tasks));
+        match spawn("plexus-maintenance", Box::new(move || maintenance(&weak, &tasks))) {
             Ok(h) => handles.push(h),
             Err(e) => tracing::error!(%e, "cannot start the maintenance thread"),
         }
@@ -80,22 +82,12 @@ pub(super) fn stop(inner: &Inner) {
     }
 }
 
-fn flusher(weak: &Weak<Inner>) {
+fn flusher(weak: &Weak<Inner>, tasks: &Tasks) {
     loop {
         let round = {
-            let Some(inner) = weak.upgrade() else { return };
-            let mut state = inner.tasks.lock();
+            let mut state = tasks.lock();
             while state.queue.is_empty() && !state.stop {
-                // Wake now and then to notice a dropped log.
-                let (s, _) = inner
-                    .tasks
-                    .wake_flusher
-                    .wait_timeout(state, Duration::from_millis(200))
-                    .unwrap_or_else(PoisonError::into_inner);
-                state = s;
-                if Arc::strong_count(&inner) == 1 {
-                    return;
-                }
+                state = tasks.wake_flusher.wait(state).unwrap_or_else(PoisonError::into_inner);
             }
             if state.queue.is_empty() && state.stop {
                 return;
@@ -127,7 +119,7 @@ pub(super) fn flush_partition(inner: &Inner, partition: &Partition) {
     }
 }
 
-fn go_offline(inner: &Inner, error: &crate::Error) {
+pub(super) fn go_offline(inner: &Inner, error: &crate::Error) {
     tracing::error!(%error, dir = %inner.dir.display(), "fatal I/O error, taking the data directory offline");
     inner.offline.store(true, Ordering::Release);
     let topics = inner.topics.read().unwrap_or_else(PoisonError::into_inner);
@@ -141,7 +133,7 @@ fn all_partitions(inner: &Inner) -> Vec<Arc<Partition>> {
     topics.values().flat_map(|t| t.partitions.iter().cloned()).collect()
 }
 
-fn maintenance(weak: &Weak<Inner>) {
+fn maintenance(weak: &Weak<Inner>, tasks: &Tasks) {
     let Some(config) = weak.upgrade().map(|i| i.config.clone()) else { return };
     let tick = Duration::from_millis(100);
     let mut last_checkpoint = Instant::now();
@@ -149,14 +141,12 @@ fn maintenance(weak: &Weak<Inner>) {
     let mut last_clean = Instant::now();
     loop {
         {
-            let Some(inner) = weak.upgrade() else { return };
-            let state = inner.tasks.lock();
+            let state = tasks.lock();
             if state.stop {
                 return;
             }
-            let (state, _) =
-                inner.tasks.wake_maintenance.wait_timeout(state, tick).unwrap_or_else(PoisonError::into_inner);
-            if state.stop || Arc::strong_count(&inner) == 1 {
+            let (state, _) = tasks.wake_maintenance.wait_timeout(state, tick).unwrap_or_else(PoisonError::into_inner);
+            if state.stop {
                 return;
             }
         }

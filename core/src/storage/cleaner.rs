@@ -127,7 +127,7 @@ pub fn clean_partition(log: &Mutex<PartitionLog>, now: Timestamp) -> Result<Clea
 /// Decodes every record of a segment, in offset order.
 fn for_each_record(segment: &Segment, mut f: impl FnMut(WireRecord)) -> Result<()> {
     let path = segment.path(LOG_SUFFIX);
-    let scan = segment.scan(0, segment.base_offset(), segment.size(), |pos, view| {
+    let scan = segment.scan(0, segment.base_offset(), segment.size(), false, |pos, view| {
         let sets = decode_batches(Bytes::copy_from_slice(view.bytes()))
             .map_err(|reason| Error::BadMetadata { path: path.clone(), reason: format!("at byte {pos}: {reason}") })?;
         sets.into_iter().flat_map(|s| s.records).filter(|r| !r.control).for_each(&mut f);

@@ -9,9 +9,10 @@
 //!   appended with an offset-index entry when the timestamp grew.
 //!
 //! Both are append-only and strictly increasing. They are only hints: a
-//! lookup returns a position at or before the wanted batch, and readers
-//! verify what they find there, so a damaged index costs a scan, never a
-//! wrong answer. Indexes are rebuilt from the log when missing or when they
+//! lookup returns an entry at or before the wanted batch, and readers check
+//! that the batch at its position is the one it names (the same last
+//! offset), else scan the segment from its start, so a damaged index costs a
+//! scan, never a wrong answer. Indexes are rebuilt from the log when missing or when they
 //! fail [`OffsetIndex::sanity_check`].
 
 use crate::types::{Offset, Timestamp};
@@ -55,14 +56,13 @@ impl OffsetIndex {
             && self.entries.last().is_none_or(|&(_, pos)| u64::from(pos) < log_size)
     }
 
-    /// The position of the batch to start scanning from for `target`
-    /// (relative), or 0.
-    pub(crate) fn lookup(&self, target: u32) -> u32 {
-        // An entry maps a batch's last offset to the batch's start, so the
-        // batch holding `target` starts at or after the last entry at or below it.
+    /// The last entry at or below `target` (relative): the batch holding
+    /// `target` starts at or after that entry's position.
+    pub(crate) fn entry_at_or_below(&self, target: u32) -> Option<(u32, u32)> {
+        // An entry maps a batch's last offset to the batch's start.
         match self.entries.partition_point(|&(off, _)| off <= target) {
-            0 => 0,
-            i => self.entries[i - 1].1,
+            0 => None,
+            i => Some(self.entries[i - 1]),
         }
     }
 

@@ -27,6 +27,29 @@
 //! off with everything after it; one below the recovery point is damage to
 //! acknowledged data: the partition keeps every byte, reports the file and
 //! position, and refuses to serve or append past it.
+//!
+//! The cleaner never rewrites the active segment, so recovery requires its
+//! offsets to be contiguous, and no batch to reach into the next segment:
+//! anything else means a damaged base offset. When a torn tail is cut out
+//! of an earlier segment (one the cleaner may have left with gaps), a new
+//! active segment is rolled at the cut.
+//!
+//! # Reads
+//!
+//! A read finds its batch by walking the batch headers from an offset-index
+//! entry, checking each one against the one before (magic byte, offsets
+//! that increase, a batch that ends in the file). It verifies the CRC of
+//! every batch it returns, and of the batch before a gap it skips (a damaged
+//! last offset delta would make a batch seem to end early); it checks that
+//! offsets increase, stay below the next segment's base and end before the
+//! base offset of the batch after the last one returned.
+//!
+//! One damage goes unseen, a limitation of Kafka's format, which leaves the
+//! base offset outside the CRC: a base offset changed so that its batch's
+//! offsets still lie between its neighbours' (only a gap that compaction
+//! left makes room for that) looks like a compacted batch, and the batch is
+//! served at the wrong offsets. Offset-index entries cannot catch it: they
+//! are rebuilt from the log on recovery and after compaction.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -77,7 +100,6 @@ pub struct AppendInfo {
 pub struct FlushJob {
     upto: Offset,
     active: (PathBuf, FileRef),
-    sealed: Vec<Arc<Segment>>,
     dir: Option<PathBuf>,
 }
 
@@ -89,9 +111,6 @@ impl FlushJob {
 
     /// Syncs the files. An error is fatal for the data directory.
     pub fn run(&self, storage: &dyn Storage) -> Result<()> {
-        for segment in &self.sealed {
-            segment.sync_all()?;
-        }
         let (path, file) = &self.active;
         file.sync().map_err(|source| Error::FsyncFailed { path: path.clone(), source })?;
         if let Some(dir) = &self.dir {
@@ -109,6 +128,7 @@ pub struct ReadPlan {
     segments: Vec<Arc<Segment>>,
     offset: Offset,
     limit: Offset,
+    log_end: Offset,
 }
 
 /// What a read returns.
@@ -122,41 +142,99 @@ pub struct ReadResult {
 
 impl ReadPlan {
     /// Reads batches until `max_bytes` (at least one whole batch when any is
-    /// there), verifying each batch's CRC.
+    /// there), verifying each batch read: its CRC, and offsets that increase,
+    /// stay below the next segment's base offset and end before the base
+    /// offset of the batch after the last one returned.
     pub fn read(&self, max_bytes: usize) -> Result<ReadResult> {
-        let mut next = self.offset;
-        if next >= self.limit {
-            return Ok(ReadResult { bytes: Bytes::new(), next_offset: next });
-        }
-        for segment in &self.segments {
-            let end = segment.size();
-            let Some(start) = segment.find_position(next, end)? else { continue };
-            let want = (max_bytes as u64).max(batch::HEADER_LEN as u64);
-            let first = match segment.read_header(start, end)? {
-                Some(h) => batch::batch_size(&h).map_or(0, |s| s as u64),
-                None => 0,
-            };
-            let to = end.min(start + want.max(first));
-            let bytes = segment.read(start, to)?;
-            let mut keep = 0;
-            for view in iter_batches(&bytes) {
-                let Ok(view) = view else { break }; // a partial batch at the read's end
-                if view.last_offset() >= self.limit || view.base_offset() >= self.limit {
-                    break;
-                }
-                view.verify().map_err(|e| Error::Corrupt {
-                    tp: self.tp.clone(),
-                    path: segment.path(LOG_SUFFIX),
-                    position: start + keep as u64,
-                    offset: view.base_offset(),
-                    reason: e.to_string(),
-                })?;
-                keep += view.size();
-                next = view.next_offset();
+        for (k, segment) in self.segments.iter().enumerate() {
+            // Past the first segment, the offsets asked for were compacted
+            // away: the read goes on at this segment's base, if that is below
+            // the limit (which may be a corruption found at that base).
+            let from = self.offset.max(segment.base_offset());
+            if from >= self.limit {
+                break;
             }
-            return Ok(ReadResult { bytes: bytes.slice(..keep), next_offset: next });
+            let bound = self.segments.get(k + 1).map_or(self.log_end, |s| s.base_offset());
+            if let Some(result) = self.read_segment(segment, from, bound, max_bytes)? {
+                return Ok(result);
+            }
         }
-        Ok(ReadResult { bytes: Bytes::new(), next_offset: next })
+        Ok(ReadResult { bytes: Bytes::new(), next_offset: self.offset })
+    }
+
+    /// Reads `segment` from the batch holding `from` or the first after it;
+    /// `None` if no batch there reaches `from`. `bound` is the next
+    /// segment's base offset (or the log end).
+    fn read_segment(
+        &self,
+        segment: &Segment,
+        from: Offset,
+        bound: Offset,
+        max_bytes: usize,
+    ) -> Result<Option<ReadResult>> {
+        let end = segment.size();
+        let Some(start) = segment.find_position(from, end)? else { return Ok(None) };
+        let want = (max_bytes as u64).max(batch::HEADER_LEN as u64);
+        let to = end.min(start.position + start.skip + start.size.max(want));
+        let bytes = segment.read(start.position, to)?;
+        let corrupt = |at: usize, offset: Offset, reason: String| Error::Corrupt {
+            tp: self.tp.clone(),
+            path: segment.path(LOG_SUFFIX),
+            position: start.position + at as u64,
+            offset,
+            reason,
+        };
+        // The batches read end at `at`; those returned start at `first`.
+        let (mut first, mut at) = (0, 0);
+        let (mut expected, mut next) = (start.min_base, self.offset);
+        for view in iter_batches(&bytes) {
+            if next >= self.limit {
+                break; // what lies beyond the limit is not this read's business
+            }
+            let view = match view {
+                Ok(view) => view,
+                // The read stopped inside a batch that goes on in the file.
+                Err(batch::BatchError::Truncated { .. }) if to < end => break,
+                Err(e) => return Err(corrupt(at, expected, e.to_string())),
+            };
+            view.verify().map_err(|e| corrupt(at, expected, e.to_string()))?;
+            let base = view.base_offset();
+            if base < expected || view.last_offset() >= bound {
+                return Err(corrupt(
+                    at,
+                    expected,
+                    format!("batch base offset {base} does not fit between its neighbours"),
+                ));
+            }
+            if view.last_offset() >= self.limit {
+                break;
+            }
+            at += view.size();
+            expected = view.next_offset();
+            if view.last_offset() < from {
+                first = at; // the batch before a gap: verified, not returned
+            } else {
+                next = expected;
+            }
+        }
+        let after = start.position + at as u64;
+        if first == at {
+            // Nothing to return: the limit is reached, or the segment's end.
+            return Ok((after < end).then(|| ReadResult { bytes: Bytes::new(), next_offset: self.offset }));
+        }
+        if after < end {
+            // A raised base offset keeps the CRC valid: what follows the last
+            // batch returned must start after it.
+            let successor = match bytes.get(at..).and_then(|b| b.first_chunk::<8>()) {
+                Some(b) => Some(Offset::from_be_bytes(*b)),
+                None => segment.base_offset_at(after, end)?,
+            };
+            if successor.is_none_or(|base| base < next) {
+                let reason = format!("the batch here starts at offset {successor:?}, inside the one before it");
+                return Err(corrupt(at, next, reason));
+            }
+        }
+        Ok(Some(ReadResult { bytes: bytes.slice(first..at), next_offset: next }))
     }
 }
 
@@ -184,7 +262,6 @@ pub struct PartitionLog {
     recovery_point: Offset,
     high_watermark: Offset,
     corrupt: Option<Corruption>,
-    unsynced: Vec<Arc<Segment>>,
     dir_dirty: bool,
     unflushed_records: i64,
     last_flush: Timestamp,
@@ -221,7 +298,6 @@ impl PartitionLog {
             recovery_point: 0,
             high_watermark: 0,
             corrupt: None,
-            unsynced: Vec::new(),
             dir_dirty: false,
             unflushed_records: 0,
             last_flush: now,
@@ -256,11 +332,11 @@ impl PartitionLog {
         let Some(last) = self.segments.values().next_back().cloned() else { return Ok(false) };
         let hint = last.find_position(recovery_point.saturating_sub(1).max(last.base_offset()), last.size());
         let from = match hint {
-            Ok(Some(pos)) => pos,
+            Ok(Some(start)) => start.position,
             Ok(None) if last.size() == 0 => 0,
             _ => return Ok(false),
         };
-        let scan = last.scan(from, last.base_offset(), u64::MAX, |_, _| Ok(()))?;
+        let scan = last.scan(from, last.base_offset(), u64::MAX, false, |_, _| Ok(()))?;
         if scan.invalid.is_some() || scan.valid_end != last.size() {
             tracing::warn!(partition = %self.tp, "the tail of the last segment is not clean, recovering");
             return Ok(false);
@@ -282,8 +358,26 @@ impl PartitionLog {
         tracing::info!(partition = %self.tp, recovery_point, segments = to_scan.len(), "recovering after an unclean shutdown");
         let interval = self.index_interval();
         let mut log_end = start;
+        let mut roll = false;
         for (i, segment) in to_scan.iter().enumerate() {
-            let scan = segment.recover(interval)?;
+            let mut scan = segment.recover(interval, i + 1 == to_scan.len())?;
+            // A batch may not reach into the next segment: if it does, its
+            // base offset (outside the CRC) was damaged.
+            let next_base = to_scan.get(i + 1).map(|s| s.base_offset());
+            if let (Some(next_base), Some((position, expected))) = (next_base, scan.last)
+                && scan.invalid.is_none()
+                && scan.next_offset > next_base
+            {
+                let reason = format!(
+                    "the batch at byte {position} ends at offset {}, past the next segment's base offset {next_base}",
+                    scan.next_offset - 1
+                );
+                scan.invalid = Some((position, reason));
+                scan.next_offset = expected;
+                if expected < recovery_point {
+                    scan.damaged = Some((position, expected));
+                }
+            }
             log_end = if scan.valid_end == 0 { log_end.max(segment.base_offset()) } else { scan.next_offset };
             let Some((position, reason)) = scan.invalid else { continue };
             if let Some((_, offset)) = scan.damaged {
@@ -302,6 +396,9 @@ impl PartitionLog {
                 later.delete_files()?;
                 self.dir_dirty = true;
             }
+            // A segment with successors may have been compacted: it must not
+            // become the active one, whose offsets recovery requires contiguous.
+            roll = i + 1 < to_scan.len();
             break;
         }
         if self.corrupt.is_none() && log_end < recovery_point {
@@ -312,6 +409,9 @@ impl PartitionLog {
         }
         self.log_end = log_end;
         self.high_watermark = log_end;
+        if roll {
+            self.roll()?;
+        }
         // What survived a process crash may still be only in the page cache:
         // make it durable before anyone reads it.
         for segment in &to_scan {
@@ -547,14 +647,15 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Starts a new active segment at the log end. The old one is synced by
-    /// the next flush.
+    /// Starts a new active segment at the log end. The old one is synced
+    /// first (one fsync per segment), so that a new segment can never
+    /// outlive, after a crash, unsynced data of the one before it.
     pub fn roll(&mut self) -> Result<()> {
         if let Some(active) = self.segments.values().next_back() {
             if active.size() == 0 {
                 return Ok(());
             }
-            self.unsynced.push(Arc::clone(active));
+            active.sync_all()?;
         }
         let segment = Segment::create(&self.storage, &self.dir, self.log_end)?;
         tracing::debug!(partition = %self.tp, base_offset = self.log_end, "rolled a new segment");
@@ -566,14 +667,13 @@ impl PartitionLog {
     /// What must be synced to make everything appended so far durable, or
     /// `None` if it already is.
     pub fn begin_flush(&mut self) -> Option<FlushJob> {
-        if self.log_end == self.recovery_point && self.unsynced.is_empty() && !self.dir_dirty {
+        if self.log_end == self.recovery_point && !self.dir_dirty {
             return None;
         }
         let active = self.segments.values().next_back()?;
         let job = FlushJob {
             upto: self.log_end,
             active: (active.path(LOG_SUFFIX), active.log_file()),
-            sealed: std::mem::take(&mut self.unsynced),
             dir: self.dir_dirty.then(|| self.dir.clone()),
         };
         self.dir_dirty = false;
@@ -619,7 +719,8 @@ impl PartitionLog {
         }
         let from = self.segments.range(..=offset).next_back().map_or(start, |(b, _)| *b);
         let segments = self.segments.range(from..).take(4).map(|(_, s)| Arc::clone(s)).collect();
-        Ok(ReadPlan { tp: self.tp.clone(), segments, offset, limit: limit.min(self.log_end) })
+        let limit = limit.min(self.log_end).min(self.corrupt.as_ref().map_or(Offset::MAX, |c| c.offset));
+        Ok(ReadPlan { tp: self.tp.clone(), segments, offset, limit, log_end: self.log_end })
     }
 
     /// The first offset whose record timestamp is at or after `ts` (among
@@ -689,7 +790,6 @@ impl PartitionLog {
         for base in &doomed {
             if let Some(segment) = self.segments.remove(base) {
                 tracing::info!(partition = %self.tp, base_offset = base, "deleting segment by retention");
-                self.unsynced.retain(|s| s.base_offset() != *base);
                 segment.delete_files()?;
             }
         }

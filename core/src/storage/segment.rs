@@ -17,7 +17,7 @@ use bytes::{Bytes, BytesMut};
 use super::index::{OffsetIndex, TIME_ENTRY, TimeIndex, relative};
 use super::io::{FileRef, OpenMode, Storage};
 use crate::error::{Error, IoContext, Result};
-use crate::record::batch::{BatchError, BatchView, HEADER_LEN, LOG_OVERHEAD, batch_size};
+use crate::record::batch::{BatchError, BatchView, HEADER_LEN, LOG_OVERHEAD, MAGIC, batch_size};
 use crate::types::{Offset, Timestamp};
 
 /// Suffix of segment data files.
@@ -61,6 +61,31 @@ pub(crate) struct Scan {
     /// (outside the CRC) was damaged. Holds that earlier batch's position
     /// and the offset it should have had.
     pub(crate) damaged: Option<(u64, Offset)>,
+    /// The last valid batch: its position and the offset it was expected at.
+    pub(crate) last: Option<(u64, Offset)>,
+}
+
+/// Where a read starts in a segment (see [`Segment::find_position`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReadStart {
+    /// Position of the first batch to read.
+    pub(crate) position: u64,
+    /// The least base offset that batch may have: one past the last offset
+    /// of the batch before it, or the segment's base offset.
+    pub(crate) min_base: Offset,
+    /// Bytes of a batch to verify but not return (the one before a gap), or 0.
+    pub(crate) skip: u64,
+    /// Size of the first batch to return, 0 if no batch reaches the offset.
+    pub(crate) size: u64,
+}
+
+/// A batch met by [`Segment::walk`].
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    position: u64,
+    min_base: Offset,
+    base: Offset,
+    size: u64,
 }
 
 #[derive(Debug)]
@@ -251,7 +276,11 @@ impl Segment {
             }
             _ => {
                 tracing::info!(segment = %self.path(LOG_SUFFIX).display(), "rebuilding missing or damaged index");
-                let (indexes, _, rolling) = self.build_indexes(u64::MAX, 4096)?;
+                let (indexes, _, rolling) = self.build_indexes(u64::MAX, 4096, false)?;
+                // The segment is immutable: make its new indexes durable once.
+                for (file, suffix) in [(&indexes.offset_file, INDEX_SUFFIX), (&indexes.time_file, TIME_INDEX_SUFFIX)] {
+                    file.sync().map_err(|source| Error::FsyncFailed { path: self.path(suffix), source })?;
+                }
                 Ok((indexes, rolling))
             }
         }
@@ -260,7 +289,12 @@ impl Segment {
     /// Scans the whole log from the start, rebuilding both indexes and
     /// writing them anew (not synced). Returns the scan, which stops at the
     /// first invalid batch or at `limit` bytes.
-    fn build_indexes(&self, limit: u64, index_interval: u64) -> Result<(Indexes, Scan, Option<Timestamp>)> {
+    fn build_indexes(
+        &self,
+        limit: u64,
+        index_interval: u64,
+        contiguous: bool,
+    ) -> Result<(Indexes, Scan, Option<Timestamp>)> {
         let (offset_file, time_file) = self.open_index_files(OpenMode::Truncate)?;
         let mut indexes = Indexes {
             offsets: OffsetIndex::default(),
@@ -271,7 +305,7 @@ impl Segment {
         };
         let mut max_ts = i64::MIN;
         let mut first = None;
-        let scan = self.scan(0, self.base_offset, limit, |pos, view| {
+        let scan = self.scan(0, self.base_offset, limit, contiguous, |pos, view| {
             if first.is_none() {
                 first = Some(view.max_timestamp());
             }
@@ -296,8 +330,12 @@ impl Segment {
     /// Recovers the segment after an unclean shutdown: scans every batch,
     /// rebuilds the indexes, and reports where valid data ends. Does not
     /// truncate: the caller decides whether the invalid rest is a torn tail.
-    pub(crate) fn recover(&self, index_interval: u64) -> Result<Scan> {
-        let (indexes, scan, rolling) = self.build_indexes(u64::MAX, index_interval)?;
+    ///
+    /// `contiguous` requires every batch to start where the previous ended,
+    /// as in a segment never compacted (the active one): a batch with a good
+    /// CRC that starts later has a damaged base offset.
+    pub(crate) fn recover(&self, index_interval: u64, contiguous: bool) -> Result<Scan> {
+        let (indexes, scan, rolling) = self.build_indexes(u64::MAX, index_interval, contiguous)?;
         let mut state = self.lock();
         state.indexes = Some(indexes);
         state.rolling_timestamp = rolling;
@@ -313,12 +351,19 @@ impl Segment {
         from: u64,
         expected: Offset,
         limit: u64,
+        contiguous: bool,
         mut visit: impl FnMut(u64, &BatchView<'_>) -> Result<()>,
     ) -> Result<Scan> {
         let path = self.path(LOG_SUFFIX);
         let end = self.log.len().at(&path)?.min(limit);
-        let mut out =
-            Scan { valid_end: from, next_offset: expected, max_timestamp: None, invalid: None, damaged: None };
+        let mut out = Scan {
+            valid_end: from,
+            next_offset: expected,
+            max_timestamp: None,
+            invalid: None,
+            damaged: None,
+            last: None,
+        };
         let mut previous = (from, expected);
         let mut buf = Vec::new();
         let mut pos = from;
@@ -353,6 +398,15 @@ impl Segment {
                 }
                 let checked = BatchView::parse(&buf[at..at + size]).and_then(|v| v.verify().map(|()| v));
                 let view = match checked {
+                    Ok(view) if contiguous && view.base_offset() > out.next_offset => {
+                        let reason = format!(
+                            "batch base offset {} skips ahead of the expected {} in a segment never compacted",
+                            view.base_offset(),
+                            out.next_offset
+                        );
+                        out.invalid = Some((pos + at as u64, reason));
+                        return Ok(out);
+                    }
                     Ok(view) if view.base_offset() >= out.next_offset => view,
                     Ok(view) => {
                         let reason = format!(
@@ -373,6 +427,7 @@ impl Segment {
                 };
                 visit(pos + at as u64, &view)?;
                 previous = (pos + at as u64, out.next_offset);
+                out.last = Some(previous);
                 out.next_offset = view.next_offset();
                 out.max_timestamp =
                     Some(out.max_timestamp.map_or(view.max_timestamp(), |t| t.max(view.max_timestamp())));
@@ -429,47 +484,99 @@ impl Segment {
         Ok(Some(header))
     }
 
-    /// The position of the batch holding `offset`, or of the first batch
-    /// after it, scanning headers from the index's hint; `None` if no batch
-    /// before `end` reaches `offset`. The hint is verified: a damaged index
-    /// entry makes the scan start from the beginning.
-    pub(crate) fn find_position(&self, offset: Offset, end: u64) -> Result<Option<u64>> {
-        let hint = {
+    /// The base offset of the batch at `position`, if its first bytes lie
+    /// before `end`.
+    pub(crate) fn base_offset_at(&self, position: u64, end: u64) -> Result<Option<Offset>> {
+        if position + 8 > end {
+            return Ok(None);
+        }
+        let mut base = [0; 8];
+        self.log.read_exact_at(&mut base, position).at(&self.path(LOG_SUFFIX))?;
+        Ok(Some(Offset::from_be_bytes(base)))
+    }
+
+    /// Where a read of `offset` starts: the batch holding it or the first
+    /// after it; `None` if the segment is empty. The batch headers on the
+    /// way are checked ([`Self::walk`]), starting from the index entry at or
+    /// below `offset` if the batch at its position is the one it names (a
+    /// damaged or stale entry makes the walk start from the beginning).
+    ///
+    /// When `offset` falls in a gap (compaction removed it), the read also
+    /// verifies the batch before the gap, whose last offset placed the gap
+    /// there: with a damaged last offset delta, a batch may claim to end
+    /// before offsets it holds.
+    pub(crate) fn find_position(&self, offset: Offset, end: u64) -> Result<Option<ReadStart>> {
+        let entry = {
             let mut state = self.lock();
             let indexes = self.indexes(&mut state)?;
-            relative(offset, self.base_offset).map_or(0, |rel| indexes.offsets.lookup(rel))
+            relative(offset, self.base_offset).and_then(|rel| indexes.offsets.entry_at_or_below(rel))
         };
-        let found = self.scan_headers(u64::from(hint), end, |h| h.last_offset() >= offset)?;
-        match found {
-            Some((pos, base)) if hint != 0 && base > offset && pos == u64::from(hint) => {
-                // The hint pointed past the wanted batch: distrust it.
-                Ok(self.scan_headers(0, end, |h| h.last_offset() >= offset)?.map(|(p, _)| p))
+        let mut from = (0, self.base_offset);
+        if let Some((rel, pos)) = entry {
+            match self.read_header(u64::from(pos), end)?.map(HeaderView) {
+                Some(h) if h.last_offset() == self.base_offset + i64::from(rel) => {
+                    from = (u64::from(pos), h.base_offset())
+                }
+                _ => {
+                    tracing::warn!(segment = %self.path(LOG_SUFFIX).display(), offset, "index entry does not fit the log")
+                }
             }
-            other => Ok(other.map(|(p, _)| p)),
         }
+        let (previous, found) = self.walk(from.0, from.1, end, |h| h.last_offset() >= offset)?;
+        Ok(match (previous, found) {
+            (Some(p), Some(f)) if f.base > offset => {
+                Some(ReadStart { position: p.position, min_base: p.min_base, skip: p.size, size: f.size })
+            }
+            (_, Some(f)) => Some(ReadStart { position: f.position, min_base: f.min_base, skip: 0, size: f.size }),
+            (Some(p), None) => Some(ReadStart { position: p.position, min_base: p.min_base, skip: p.size, size: 0 }),
+            (None, None) => None,
+        })
     }
 
-    /// Scans batch headers from `from` until `pred` holds; returns the
-    /// position and base offset of that batch.
-    fn scan_headers(
+    /// Walks the batch headers from `pos`, a batch start where offsets are
+    /// at least `min_base`, until `stop` holds for one or the walk reaches
+    /// `end`. Returns the batch before that one (the last batch, at the end)
+    /// and that one. Checks every header on the way against the ones before:
+    /// the magic byte, offsets that increase, a batch that ends by `end`.
+    fn walk(
         &self,
         mut pos: u64,
+        mut min_base: Offset,
         end: u64,
-        pred: impl Fn(&HeaderView) -> bool,
-    ) -> Result<Option<(u64, Offset)>> {
-        while let Some(bytes) = self.read_header(pos, end)? {
+        stop: impl Fn(&HeaderView) -> bool,
+    ) -> Result<(Option<Step>, Option<Step>)> {
+        let mut previous = None;
+        while pos < end {
+            let damaged = |reason: String| Error::BadMetadata {
+                path: self.path(LOG_SUFFIX),
+                reason: format!("at byte {pos}: {reason}"),
+            };
+            let Some(bytes) = self.read_header(pos, end)? else {
+                return Err(damaged(format!("a partial batch header before the end at byte {end}")));
+            };
             let h = HeaderView(bytes);
-            let size = batch_size(&bytes).map_err(|e| self.corrupt_header(pos, &e))?;
-            if pred(&h) {
-                return Ok(Some((pos, h.base_offset())));
+            let size = batch_size(&bytes).map_err(|e| damaged(e.to_string()))? as u64;
+            if h.magic() != MAGIC {
+                return Err(damaged(format!("magic byte {}", h.magic())));
             }
-            pos += size as u64;
+            if h.base_offset() < min_base || h.last_offset() < h.base_offset() || pos + size > end {
+                let reason = format!(
+                    "a batch of offsets {} to {} and {size} bytes does not fit after offset {} and before byte {end}",
+                    h.base_offset(),
+                    h.last_offset(),
+                    min_base.saturating_sub(1)
+                );
+                return Err(damaged(reason));
+            }
+            let step = Step { position: pos, min_base, base: h.base_offset(), size };
+            if stop(&h) {
+                return Ok((previous, Some(step)));
+            }
+            previous = Some(step);
+            min_base = h.last_offset().saturating_add(1);
+            pos += size;
         }
-        Ok(None)
-    }
-
-    fn corrupt_header(&self, pos: u64, e: &BatchError) -> Error {
-        Error::BadMetadata { path: self.path(LOG_SUFFIX), reason: format!("at byte {pos}: {e}") }
+        Ok((previous, None))
     }
 
     /// The first batch (position) whose max timestamp is at or after `ts`,
@@ -481,7 +588,8 @@ impl Segment {
             self.base_offset + i64::from(indexes.times.lookup(ts))
         };
         let Some(from) = self.find_position(start_offset, end)? else { return Ok(None) };
-        Ok(self.scan_headers(from, end, |h| h.max_timestamp() >= ts)?.map(|(p, _)| p))
+        let (_, found) = self.walk(from.position, from.min_base, end, |h| h.max_timestamp() >= ts)?;
+        Ok(found.map(|f| f.position))
     }
 
     /// Makes the log and both indexes durable.
@@ -548,7 +656,12 @@ impl HeaderView {
         self.field_i64(0)
     }
     fn last_offset(&self) -> Offset {
-        self.base_offset() + i64::from(i32::from_be_bytes([self.0[23], self.0[24], self.0[25], self.0[26]]))
+        // Saturating: the walk checks headers that may be garbage.
+        self.base_offset()
+            .saturating_add(i64::from(i32::from_be_bytes([self.0[23], self.0[24], self.0[25], self.0[26]])))
+    }
+    fn magic(&self) -> i8 {
+        self.0[16] as i8
     }
     fn max_timestamp(&self) -> Timestamp {
         self.field_i64(35)
