@@ -534,7 +534,7 @@ fn damaged_batch_headers_are_reported() {
     log.flush(3).expect("flush");
     drop(log);
     let segment = |base: i64| format!("{DIR}/{base:020}.log");
-    // Bug 1: segment 0 lies below the recovery point's segment: not scanned on open.
+    // Segment 0 lies below the recovery point's segment: not scanned on open, read with checks.
     let flips = [("magic", 16, 5), ("raised base offset", 5, 2), ("length", 10, 4), ("last offset delta", 26, 4)];
     for (field, byte, bit) in flips.into_iter().chain([("lowered base offset", 79, 0)]) {
         storage.flip_bit(Path::new(&segment(0)), byte, bit).expect("flip");
@@ -544,7 +544,7 @@ fn damaged_batch_headers_are_reported() {
         assert!(error.is_some() && offsets.len() < 4, "a flipped {field} bit: read {offsets:?}, no error");
         storage.flip_bit(Path::new(&segment(0)), byte, bit).expect("flip back");
     }
-    // Bug 2: a raised base offset in the last batch, below the recovery point.
+    // A raised base offset in the last batch, below the recovery point: found on open.
     storage.flip_bit(Path::new(&segment(3)), 5, 2).expect("flip");
     let log = reopen(&dyn_storage, &config, 4, false).expect("reopen");
     let end = log.log_end_offset();
@@ -681,7 +681,7 @@ fn a_raised_base_offset_is_found_before_the_read_limit() {
     log.flush(3).expect("flush");
     drop(log);
     let (path, starts) = starts_of(&storage, 0);
-    storage.flip_bit(&path, starts[1] + 7, 1).expect("flip"); // offset 1 becomes 3: it ends where the log does
+    storage.flip_bit(&path, starts[1] + 7, 1).expect("flip"); // offset 1 becomes 3, the last below the log end
     let log = reopen(&dyn_storage, &config, 4, false).expect("reopen");
     assert_read_fails(&log, 4, "a raised base offset");
 }
