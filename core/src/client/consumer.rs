@@ -51,6 +51,9 @@ pub struct EmbeddedConsumer {
     coordinator: GroupCoordinator,
     subscription: Option<Vec<String>>,
     positions: BTreeMap<TopicPartition, Option<Offset>>,
+    /// Records fetched but not yet returned by `poll` (beyond `max.poll.records`),
+    /// per partition; the partition's position is the first one's offset.
+    buffered: BTreeMap<TopicPartition, std::collections::VecDeque<ConsumerRecord>>,
     shared: Arc<Shared>,
     heartbeat: Option<JoinHandle<()>>,
     rebalances: Option<tokio::sync::watch::Receiver<u64>>,
@@ -69,6 +72,7 @@ impl EmbeddedConsumer {
             coordinator,
             subscription: None,
             positions: BTreeMap::new(),
+            buffered: BTreeMap::new(),
             shared: Arc::new(Shared {
                 membership: Mutex::new(Membership::default()),
                 rejoin: AtomicBool::new(false),
@@ -133,6 +137,7 @@ impl EmbeddedConsumer {
             if eager && !self.positions.is_empty() {
                 self.auto_commit_before_revoke().await;
                 self.positions.clear();
+                self.buffered.clear();
             }
             let (member_id, generation) = self.membership();
             let subscription = Subscription {
@@ -194,6 +199,7 @@ impl EmbeddedConsumer {
                 self.auto_commit_before_revoke().await;
                 for tp in &revoked {
                     self.positions.remove(tp);
+                    self.buffered.remove(tp);
                 }
             }
             for tp in new {
@@ -308,9 +314,11 @@ impl EmbeddedConsumer {
         }
     }
 
-    /// One pass over the assigned partitions, fetching from each in turn.
+    /// One pass over the assigned partitions, taking buffered records first
+    /// and fetching from each partition with none buffered, in turn.
     fn fetch_once(&mut self) -> Result<Vec<ConsumerRecord>> {
         let mut out = Vec::new();
+        self.buffered.retain(|tp, b| !b.is_empty() && self.positions.contains_key(tp));
         let tps: Vec<TopicPartition> = self.positions.keys().cloned().collect();
         if tps.is_empty() {
             return Ok(out);
@@ -318,37 +326,61 @@ impl EmbeddedConsumer {
         let start = self.next_partition % tps.len();
         self.next_partition = self.next_partition.wrapping_add(1);
         for i in 0..tps.len() {
-            let tp = &tps[(start + i) % tps.len()];
-            let Some(Some(position)) = self.positions.get(tp).copied() else { continue };
-            let fetched = match self.log.fetch(tp, position, self.config.max_partition_fetch_bytes) {
-                Ok(f) => f,
-                Err(Error::OffsetOutOfRange { .. }) if self.config.auto_offset_reset != AutoOffsetReset::None => {
-                    let reset = self.reset_position(tp)?;
-                    tracing::info!(partition = %tp, from = position, to = reset, "offset out of range, resetting");
-                    self.positions.insert(tp.clone(), Some(reset));
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            if fetched.records.bytes.is_empty() {
-                continue;
-            }
-            let mut records = decode_records(&tp.topic, tp.partition, fetched.records.bytes, position)
-                .map_err(|reason| Error::InvalidRecord { tp: tp.clone(), reason })?;
             let room = self.config.max_poll_records.saturating_sub(out.len());
-            let next = if records.len() > room {
-                records.truncate(room);
-                records.last().map_or(position, |r| r.offset + 1)
-            } else {
-                fetched.records.next_offset
-            };
-            self.positions.insert(tp.clone(), Some(next));
-            out.extend(records);
-            if out.len() >= self.config.max_poll_records {
+            if room == 0 {
                 break;
             }
+            let tp = &tps[(start + i) % tps.len()];
+            let Some(Some(position)) = self.positions.get(tp).copied() else { continue };
+            let mut records = match self.buffered.remove(tp) {
+                Some(buffer) => buffer,
+                None => match self.fetch_partition(tp, position)? {
+                    Some(records) => records,
+                    None => continue,
+                },
+            };
+            if records.len() > room {
+                let rest = records.split_off(room);
+                self.buffered.insert(tp.clone(), rest);
+            }
+            let next = self
+                .buffered
+                .get(tp)
+                .and_then(|b| b.front())
+                .map_or_else(|| records.back().map_or(position, |r| r.offset + 1), |r| r.offset);
+            self.positions.insert(tp.clone(), Some(next));
+            out.extend(records);
         }
         Ok(out)
+    }
+
+    /// Fetches and decodes from one partition; `None` if there is nothing new.
+    fn fetch_partition(
+        &mut self,
+        tp: &TopicPartition,
+        position: Offset,
+    ) -> Result<Option<std::collections::VecDeque<ConsumerRecord>>> {
+        let fetched = match self.log.fetch(tp, position, self.config.max_partition_fetch_bytes) {
+            Ok(f) => f,
+            Err(Error::OffsetOutOfRange { .. }) if self.config.auto_offset_reset != AutoOffsetReset::None => {
+                let reset = self.reset_position(tp)?;
+                tracing::info!(partition = %tp, from = position, to = reset, "offset out of range, resetting");
+                self.positions.insert(tp.clone(), Some(reset));
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        if fetched.records.bytes.is_empty() {
+            return Ok(None);
+        }
+        let records = decode_records(&tp.topic, tp.partition, fetched.records.bytes, position)
+            .map_err(|reason| Error::InvalidRecord { tp: tp.clone(), reason })?;
+        if records.is_empty() {
+            // Only control records or compacted-away offsets: move past them.
+            self.positions.insert(tp.clone(), Some(fetched.records.next_offset));
+            return Ok(None);
+        }
+        Ok(Some(records.into()))
     }
 
     fn start_heartbeat(&mut self) {
@@ -412,6 +444,7 @@ impl Consumer for EmbeddedConsumer {
             self.log.ensure_topic(t)?;
         }
         self.positions.clear();
+        self.buffered.clear();
         self.subscription = Some(topics.iter().map(|t| (*t).to_owned()).collect());
         self.rebalances = Some(self.coordinator.rebalance_watch(&group));
         self.shared.rejoin.store(true, Ordering::Release);
@@ -427,6 +460,7 @@ impl Consumer for EmbeddedConsumer {
             self.log.offsets(tp)?; // the partition must exist
         }
         self.positions = partitions.iter().map(|tp| (tp.clone(), None)).collect();
+        self.buffered.clear();
         Ok(())
     }
 
@@ -436,6 +470,7 @@ impl Consumer for EmbeddedConsumer {
             self.leave();
         }
         self.positions.clear();
+        self.buffered.clear();
         Ok(())
     }
 
@@ -486,6 +521,7 @@ impl Consumer for EmbeddedConsumer {
             SeekTo::Timestamp(ts) => self.log.offset_for_timestamp(tp, ts)?.unwrap_or(hw),
         };
         self.positions.insert(tp.clone(), Some(position));
+        self.buffered.remove(tp);
         Ok(())
     }
 
@@ -551,6 +587,7 @@ impl Consumer for EmbeddedConsumer {
         self.leave();
         self.subscription = None;
         self.positions.clear();
+        self.buffered.clear();
         Ok(())
     }
 }
