@@ -31,7 +31,9 @@
 //!   `seek(Beginning)`, a `poll` loop, `max.poll.records` = 100,000 so that a
 //!   poll takes a whole 1 MiB fetch) and with `Log::fetch` +
 //!   `decode_records` (the consumer's own path, without the consumer); then
-//!   the first 500,000 records with Kafka's default `max.poll.records` (500).
+//!   the first 500,000 records with Kafka's default `max.poll.records`
+//!   (500); and, as the machine's limit, the segment files themselves with
+//!   plain 1 MiB `read`s, cold and warm.
 //!   The cache is dropped with `sync` and `echo 3 > /proc/sys/vm/drop_caches`,
 //!   or, where that is not permitted, with `dd iflag=nocache count=0`
 //!   (`posix_fadvise(POSIX_FADV_DONTNEED)`) on every file of the log; the
@@ -48,7 +50,7 @@
 //! `--dir` (default `/var/tmp`; a tmpfs is refused), removed at the end:
 //!
 //! ```sh
-//! cargo bench --bench log                       # appends and consume, about 2 minutes
+//! cargo bench --bench log                       # appends, then consume: under a minute
 //! cargo bench --bench log -- append-100b-4p --records 8000000 --json
 //! cargo bench --bench log -- reopen --reopen-gb 5
 //! cargo bench --bench log -- --help
@@ -61,7 +63,7 @@
 //! bound, counted by a thread watching it).
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -594,6 +596,15 @@ async fn consume_scenario(dir: &Path, args: &Args) -> Result<Vec<Row>> {
         read,
         format!("the first {} records", group_digits(part)),
     );
+    // The machine's own speed: plain reads of the same segment files.
+    let dropped = drop_page_cache(&data)?;
+    for (cache, note) in [("cold", format!("; cache dropped by {dropped}")), ("warm", String::new())] {
+        let (elapsed, bytes) = read_segment_files(&data)?;
+        let mut row = Row::new(&name, format!("read() of the segment files, {cache} cache"), elapsed);
+        row.disk_bytes = Some(bytes);
+        row.note = format!("1 MiB reads{note}");
+        rows.push(row);
+    }
     log.close()?;
     Ok(rows)
 }
@@ -655,6 +666,28 @@ fn consume_with_fetch(log: &Log, tps: &[TopicPartition], expected: u64) -> Resul
     Ok((elapsed, seen))
 }
 
+/// Reads every segment file under `dir` with plain 1 MiB `read`s; returns
+/// the time taken and the bytes read.
+fn read_segment_files(dir: &Path) -> Result<(Duration, u64)> {
+    let mut files: Vec<PathBuf> =
+        files_under(dir)?.into_iter().filter(|f| f.extension().is_some_and(|e| e == "log")).collect();
+    files.sort();
+    let mut buf = vec![0u8; 1 << 20];
+    let started = Instant::now();
+    let mut total = 0u64;
+    for path in &files {
+        let mut file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+        }
+    }
+    Ok((started.elapsed(), total))
+}
+
 /// Writes dirty pages back and evicts the page cache: system-wide through
 /// `/proc/sys/vm/drop_caches` if permitted, otherwise per file under `dir`
 /// with `dd iflag=nocache count=0` (`posix_fadvise(POSIX_FADV_DONTNEED)`).
@@ -714,7 +747,8 @@ fn reopen_scenario(dir: &Path, args: &Args) -> Result<Vec<Row>> {
     let mut add = |what: &str, elapsed: Duration, log: &Log, note: &str| -> Result<()> {
         let (size, segments) = (topic_disk_bytes(log)?, segment_count(log)?);
         let mut row = Row::new(&name, what, elapsed);
-        row.note = format!("{:.2} GB in {segments} segments{note}", size as f64 / 1e9);
+        let plural = if segments == 1 { "" } else { "s" };
+        row.note = format!("{:.2} GB in {segments} segment{plural}{note}", size as f64 / 1e9);
         rows.push(row);
         Ok(())
     };
@@ -771,14 +805,10 @@ fn kill_child_while_producing(data: &Path, target: u64, args: &Args) -> Result<(
         .spawn()
         .context("starting the producing child")?;
     let stdout = child.stdout.take().context("the child's stdout")?;
-    let mut ready = false;
-    for line in BufReader::new(stdout).lines() {
-        if line? == CHILD_READY {
-            ready = true;
-            break;
-        }
-    }
+    let ready = BufReader::new(stdout).lines().map_while(Result::ok).any(|line| line == CHILD_READY);
     if !ready {
+        // Its output ended: it died, or its stdout broke; make sure it is gone.
+        let _ = child.kill();
         let status = child.wait()?;
         bail!("the producing child ended before it was ready: {status}");
     }

@@ -129,7 +129,7 @@ async fn demo(log: &Log, args: &DemoArgs) -> anyhow::Result<()> {
         consumed += count;
         total += sum;
         let partitions: Vec<String> = assignment.iter().map(|tp| tp.partition.to_string()).collect();
-        println!("   member-{member}: {count} orders, partitions [{}]", partitions.join(", "));
+        println!("   member-{member}: {count} orders (its partitions at the end: [{}])", partitions.join(", "));
     }
     let elapsed = started.elapsed();
     println!("   {consumed} orders in {elapsed:.2?}; total amount {total} (expected {expected_total}).");

@@ -36,7 +36,11 @@ struct OpenBatch {
 
 #[derive(Debug)]
 struct State {
+    /// Each partition's open batch, taking new records.
     batches: HashMap<TopicPartition, OpenBatch>,
+    /// Batches closed at `batch.size`, oldest first; sent before any open
+    /// batch of their partition, so records keep their order.
+    closed: std::collections::VecDeque<(TopicPartition, OpenBatch)>,
     sequences: HashMap<TopicPartition, i32>,
     sticky: StickyPartitioner,
     flush_requested: bool,
@@ -82,6 +86,7 @@ impl EmbeddedProducer {
             producer_id,
             state: Mutex::new(State {
                 batches: HashMap::new(),
+                closed: std::collections::VecDeque::new(),
                 sequences: HashMap::new(),
                 sticky: StickyPartitioner::new(seed),
                 flush_requested: false,
@@ -102,6 +107,13 @@ impl EmbeddedProducer {
         let size = record.estimated_size();
         let wake = {
             let mut state = self.shared.lock();
+            let batch_size = self.shared.config.batch_size;
+            // A full batch is closed (as Kafka's RecordAccumulator does) so
+            // that batches stay near `batch.size` however fast records come.
+            let full = state.batches.get(&tp).is_some_and(|b| b.bytes + size > batch_size && !b.records.is_empty());
+            if full && let Some(batch) = state.batches.remove(&tp) {
+                state.closed.push_back((tp.clone(), batch));
+            }
             let mut opened = false;
             let batch = state.batches.entry(tp).or_insert_with(|| {
                 opened = true;
@@ -110,9 +122,9 @@ impl EmbeddedProducer {
             batch.records.push(record);
             batch.waiters.push(tx);
             batch.bytes += size;
-            // A new batch needs the sender to arm its linger timer; a full
-            // one goes now. Otherwise the sender is already due to come.
-            opened || batch.bytes >= self.shared.config.batch_size
+            // A new batch needs the sender to arm its linger timer; a closed
+            // or full one goes now. Otherwise the sender is already due.
+            opened || full || batch.bytes >= batch_size
         };
         if wake {
             self.shared.wake.notify_one();
@@ -161,7 +173,10 @@ impl Producer for EmbeddedProducer {
         self.shared.wake.notify_one();
         let mut rx = self.shared.in_flight.subscribe();
         loop {
-            let idle = { self.shared.lock().batches.is_empty() } && *rx.borrow_and_update() == 0;
+            let idle = {
+                let state = self.shared.lock();
+                state.batches.is_empty() && state.closed.is_empty()
+            } && *rx.borrow_and_update() == 0;
             if idle {
                 return Ok(());
             }
@@ -186,7 +201,11 @@ async fn sender(weak: std::sync::Weak<Shared>) {
     loop {
         let Some(shared) = weak.upgrade() else { return };
         let next_deadline = send_ready(&shared);
-        if shared.closed.load(Ordering::Acquire) && shared.lock().batches.is_empty() {
+        let drained = {
+            let state = shared.lock();
+            state.batches.is_empty() && state.closed.is_empty()
+        };
+        if shared.closed.load(Ordering::Acquire) && drained {
             return;
         }
         let wake = notify.notified();
@@ -216,24 +235,24 @@ fn send_ready(shared: &Arc<Shared>) -> Option<Instant> {
             .filter(|(_, b)| force || b.bytes >= shared.config.batch_size || now >= b.opened + linger)
             .map(|(tp, _)| tp.clone())
             .collect();
-        let mut ready = Vec::with_capacity(ready_tps.len());
-        for tp in ready_tps {
-            if let Some(batch) = state.batches.remove(&tp) {
-                let count = i32::try_from(batch.records.len()).unwrap_or(i32::MAX);
-                let base_sequence = if shared.producer_id >= 0 {
-                    let seq = state.sequences.entry(tp.clone()).or_insert(0);
-                    let base = *seq;
-                    *seq = seq.wrapping_add(count) & i32::MAX;
-                    base
-                } else {
-                    -1
-                };
-                let partitions = shared.log.partition_count(&tp.topic).unwrap_or(1);
-                if batch.records.iter().any(|r| r.key.is_none()) {
-                    state.sticky.on_new_batch(&tp.topic, partitions, tp.partition);
-                }
-                ready.push((tp, batch, base_sequence));
+        let mut taken: Vec<(TopicPartition, OpenBatch)> = state.closed.drain(..).collect();
+        taken.extend(ready_tps.into_iter().filter_map(|tp| state.batches.remove(&tp).map(|b| (tp, b))));
+        let mut ready = Vec::with_capacity(taken.len());
+        for (tp, batch) in taken {
+            let count = i32::try_from(batch.records.len()).unwrap_or(i32::MAX);
+            let base_sequence = if shared.producer_id >= 0 {
+                let seq = state.sequences.entry(tp.clone()).or_insert(0);
+                let base = *seq;
+                *seq = seq.wrapping_add(count) & i32::MAX;
+                base
+            } else {
+                -1
+            };
+            let partitions = shared.log.partition_count(&tp.topic).unwrap_or(1);
+            if batch.records.iter().any(|r| r.key.is_none()) {
+                state.sticky.on_new_batch(&tp.topic, partitions, tp.partition);
             }
+            ready.push((tp, batch, base_sequence));
         }
         let next = state.batches.values().map(|b| b.opened + linger).min();
         (ready, next)

@@ -213,3 +213,19 @@ async fn offsets_committed_synchronously_survive_a_restart() {
     consumer.close().await.expect("close");
     log.close().expect("close");
 }
+
+#[tokio::test]
+async fn a_burst_of_sends_is_split_into_batches_of_batch_size() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = open(dir.path());
+    log.create_topic("burst", 1, TopicConfig::default()).expect("create");
+    let producer = EmbeddedProducer::new(log.clone(), ProducerConfig::default()).expect("producer");
+    // 64k records of 100 bytes sent at once: 6.5 MB, far past max.message.bytes
+    // if it went as one batch.
+    let deliveries: Vec<_> = (0..65_536).map(|i| producer.send("burst", Record::new(format!("{i:0>100}")))).collect();
+    for (i, d) in deliveries.into_iter().enumerate() {
+        assert_eq!(d.await.expect("acknowledged").offset, i as i64, "in order");
+    }
+    producer.close().await.expect("close");
+    log.close().expect("close");
+}
