@@ -178,6 +178,14 @@ pub(crate) struct Inner {
     lock: Mutex<Option<DirLock>>,
 }
 
+impl Inner {
+    /// Every open partition, internal topics included.
+    pub(crate) fn all_partitions(&self) -> Vec<Arc<Partition>> {
+        let topics = self.topics.read().unwrap_or_else(PoisonError::into_inner);
+        topics.values().flat_map(|t| t.partitions.iter().cloned()).collect()
+    }
+}
+
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Log").field("dir", &self.dir).finish_non_exhaustive()
@@ -568,7 +576,7 @@ impl Log {
     }
 
     pub(crate) fn all_partitions(&self) -> Vec<Arc<Partition>> {
-        self.topics().values().flat_map(|t| t.partitions.iter().cloned()).collect()
+        self.inner.all_partitions()
     }
 
     /// Appends whole batches to a partition and returns once they are

@@ -122,15 +122,9 @@ pub(super) fn flush_partition(inner: &Inner, partition: &Partition) {
 pub(super) fn go_offline(inner: &Inner, error: &crate::Error) {
     tracing::error!(%error, dir = %inner.dir.display(), "fatal I/O error, taking the data directory offline");
     inner.offline.store(true, Ordering::Release);
-    let topics = inner.topics.read().unwrap_or_else(PoisonError::into_inner);
-    for p in topics.values().flat_map(|t| &t.partitions) {
+    for p in inner.all_partitions() {
         p.hw.send_modify(|_| {}); // wake every waiter so it sees the error
     }
-}
-
-fn all_partitions(inner: &Inner) -> Vec<Arc<Partition>> {
-    let topics = inner.topics.read().unwrap_or_else(PoisonError::into_inner);
-    topics.values().flat_map(|t| t.partitions.iter().cloned()).collect()
 }
 
 fn maintenance(weak: &Weak<Inner>, tasks: &Tasks) {
@@ -182,7 +176,7 @@ fn maintenance(weak: &Weak<Inner>, tasks: &Tasks) {
 /// Flushes partitions of topics with relaxed durability whose `flush.ms` passed.
 fn flush_relaxed(inner: &Arc<Inner>) {
     let now = now_ms();
-    for p in all_partitions(inner) {
+    for p in inner.all_partitions() {
         let due = {
             let log = p.lock();
             let config = log.config();
@@ -200,7 +194,7 @@ fn flush_relaxed(inner: &Arc<Inner>) {
 /// Writes every partition's recovery point.
 pub(super) fn write_checkpoint(inner: &Inner) -> Result<()> {
     let points: BTreeMap<_, _> =
-        all_partitions(inner).iter().map(|p| (p.tp.clone(), p.lock().recovery_point())).collect();
+        inner.all_partitions().iter().map(|p| (p.tp.clone(), p.lock().recovery_point())).collect();
     checkpoint::write(&*inner.storage, &inner.dir.join(checkpoint::RECOVERY_POINT_FILE), &points)
 }
 
@@ -208,7 +202,7 @@ pub(super) fn write_checkpoint(inner: &Inner) -> Result<()> {
 pub(super) fn run_retention(inner: &Inner) -> Result<usize> {
     let now = now_ms();
     let mut deleted = 0;
-    for p in all_partitions(inner) {
+    for p in inner.all_partitions() {
         deleted += p.lock().apply_retention(now)?;
     }
     Ok(deleted)
@@ -218,7 +212,7 @@ pub(super) fn run_retention(inner: &Inner) -> Result<usize> {
 pub(super) fn run_cleaner(inner: &Inner) -> Result<CleanStats> {
     let now = now_ms();
     let mut total = CleanStats::default();
-    for p in all_partitions(inner) {
+    for p in inner.all_partitions() {
         let stats = cleaner::clean_partition(&p.log, now)?;
         total.segments_cleaned += stats.segments_cleaned;
         total.records_read += stats.records_read;

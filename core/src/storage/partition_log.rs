@@ -306,11 +306,11 @@ impl PartitionLog {
             first_dirty: 0,
         };
         for base in bases {
-            let segment = Segment::open(&log.storage, dir, base)?;
+            let segment = Segment::open(&log.storage, dir, base, log.index_interval())?;
             log.segments.insert(base, Arc::new(segment));
         }
         if log.segments.is_empty() {
-            let segment = Segment::create(&log.storage, dir, 0)?;
+            let segment = Segment::create(&log.storage, dir, 0, log.index_interval())?;
             log.segments.insert(0, Arc::new(segment));
             log.dir_dirty = true;
             log.sync_everything()?;
@@ -657,7 +657,7 @@ impl PartitionLog {
             }
             active.sync_all()?;
         }
-        let segment = Segment::create(&self.storage, &self.dir, self.log_end)?;
+        let segment = Segment::create(&self.storage, &self.dir, self.log_end, self.index_interval())?;
         tracing::debug!(partition = %self.tp, base_offset = self.log_end, "rolled a new segment");
         self.segments.insert(self.log_end, Arc::new(segment));
         self.dir_dirty = true;
@@ -852,7 +852,7 @@ impl PartitionLog {
         if cleaned {
             let (from, to) = (cleaned_path(&old.path(LOG_SUFFIX)), old.path(LOG_SUFFIX));
             self.storage.rename(&from, &to).at(&from)?;
-            let reopened = Segment::open(&self.storage, &self.dir, base)?;
+            let reopened = Segment::open(&self.storage, &self.dir, base, self.index_interval())?;
             self.segments.insert(base, Arc::new(reopened));
         } else {
             old.delete_files()?;

@@ -116,14 +116,16 @@ pub(crate) struct Segment {
     size: AtomicU64,
     max_timestamp: AtomicI64,
     state: Mutex<SegmentState>,
+    /// `index.interval.bytes` when the segment was opened, for rebuilding its indexes.
+    index_interval: u64,
 }
 
 impl Segment {
     /// Creates an empty segment (files created, not yet synced).
-    pub(crate) fn create(storage: &Arc<dyn Storage>, dir: &Path, base: Offset) -> Result<Self> {
+    pub(crate) fn create(storage: &Arc<dyn Storage>, dir: &Path, base: Offset, index_interval: u64) -> Result<Self> {
         let path = dir.join(file_name(base, LOG_SUFFIX));
         let log = storage.open(&path, OpenMode::Truncate).at(&path)?;
-        let segment = Self::new(storage, dir, base, log, 0);
+        let segment = Self::new(storage, dir, base, log, 0, index_interval);
         let (offset_file, time_file) = segment.open_index_files(OpenMode::Truncate)?;
         segment.lock().indexes = Some(Indexes {
             offsets: OffsetIndex::default(),
@@ -137,11 +139,11 @@ impl Segment {
 
     /// Opens an existing segment without reading its log or indexes, but the
     /// last time-index entry (for retention by time).
-    pub(crate) fn open(storage: &Arc<dyn Storage>, dir: &Path, base: Offset) -> Result<Self> {
+    pub(crate) fn open(storage: &Arc<dyn Storage>, dir: &Path, base: Offset, index_interval: u64) -> Result<Self> {
         let path = dir.join(file_name(base, LOG_SUFFIX));
         let log = storage.open(&path, OpenMode::Existing).at(&path)?;
         let size = log.len().at(&path)?;
-        let segment = Self::new(storage, dir, base, log, size);
+        let segment = Self::new(storage, dir, base, log, size, index_interval);
         let time_path = segment.path(TIME_INDEX_SUFFIX);
         if let Ok(file) = storage.open(&time_path, OpenMode::Existing) {
             let len = file.len().at(&time_path)?;
@@ -156,8 +158,9 @@ impl Segment {
         Ok(segment)
     }
 
-    fn new(storage: &Arc<dyn Storage>, dir: &Path, base: Offset, log: FileRef, size: u64) -> Self {
+    fn new(storage: &Arc<dyn Storage>, dir: &Path, base: Offset, log: FileRef, size: u64, index_interval: u64) -> Self {
         Self {
+            index_interval,
             base_offset: base,
             dir: dir.to_path_buf(),
             storage: Arc::clone(storage),
@@ -276,7 +279,7 @@ impl Segment {
             }
             _ => {
                 tracing::info!(segment = %self.path(LOG_SUFFIX).display(), "rebuilding missing or damaged index");
-                let (indexes, _, rolling) = self.build_indexes(u64::MAX, 4096, false)?;
+                let (indexes, _, rolling) = self.build_indexes(u64::MAX, self.index_interval, false)?;
                 // The segment is immutable: make its new indexes durable once.
                 for (file, suffix) in [(&indexes.offset_file, INDEX_SUFFIX), (&indexes.time_file, TIME_INDEX_SUFFIX)] {
                     file.sync().map_err(|source| Error::FsyncFailed { path: self.path(suffix), source })?;
