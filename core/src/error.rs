@@ -188,6 +188,15 @@ pub enum Error {
         kind: crate::group::GroupErrorKind,
     },
 
+    /// A transaction operation failed.
+    #[error("transactional id {transactional_id:?}: {kind}")]
+    Transaction {
+        /// The producer's `transactional.id`.
+        transactional_id: String,
+        /// What happened.
+        kind: crate::txn::TxnErrorKind,
+    },
+
     /// The operation timed out.
     #[error("{0} timed out")]
     Timeout(String),

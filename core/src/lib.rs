@@ -37,10 +37,11 @@ pub mod group;
 pub mod log;
 pub mod record;
 pub mod storage;
+pub mod txn;
 pub mod types;
 
 pub use config::TopicConfig;
 pub use error::{Error, Result};
 pub use log::{Log, LogConfig};
 pub use record::{ConsumerRecord, Header, Record};
-pub use types::{Offset, PartitionId, Timestamp, TopicPartition};
+pub use types::{IsolationLevel, Offset, PartitionId, Timestamp, TopicPartition};

@@ -42,6 +42,16 @@ impl fmt::Display for TopicPartition {
     }
 }
 
+/// Which records a fetch returns (Kafka's `isolation.level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IsolationLevel {
+    /// Every record up to the high watermark, aborted and open transactions included.
+    #[default]
+    ReadUncommitted,
+    /// Records up to the last stable offset, without aborted transactions.
+    ReadCommitted,
+}
+
 /// The current wall-clock time in milliseconds since the Unix epoch.
 pub fn now_ms() -> Timestamp {
     std::time::SystemTime::now()

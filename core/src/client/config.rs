@@ -16,6 +16,8 @@ pub enum AutoOffsetReset {
     None,
 }
 
+use crate::types::IsolationLevel;
+
 /// Producer settings.
 #[derive(Debug, Clone)]
 pub struct ProducerConfig {
@@ -28,6 +30,14 @@ pub struct ProducerConfig {
     /// `enable.idempotence`: producer id and sequence numbers, so a retried
     /// batch is never written twice.
     pub enable_idempotence: bool,
+    /// `transactional.id`: makes the producer transactional. Producers
+    /// with the same id fence each other: the newest one's
+    /// `init_transactions` aborts what an older one left open, and the
+    /// older one's writes are refused from then on.
+    pub transactional_id: Option<String>,
+    /// `transaction.timeout.ms`: a transaction open longer is aborted by
+    /// the coordinator (Kafka's default: 60 s).
+    pub transaction_timeout: Duration,
 }
 
 impl Default for ProducerConfig {
@@ -37,6 +47,8 @@ impl Default for ProducerConfig {
             linger: Duration::from_millis(5),
             batch_size: 16 * 1024,
             enable_idempotence: true,
+            transactional_id: None,
+            transaction_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -50,6 +62,10 @@ impl ProducerConfig {
             "linger.ms" => self.linger = Duration::from_millis(parse(key, value, "milliseconds")?),
             "batch.size" => self.batch_size = parse(key, value, "a byte count")?,
             "enable.idempotence" => self.enable_idempotence = parse(key, value, "true or false")?,
+            "transactional.id" => self.transactional_id = Some(value.to_owned()),
+            "transaction.timeout.ms" => {
+                self.transaction_timeout = Duration::from_millis(parse(key, value, "milliseconds")?);
+            }
             _ => unreachable!("known_key checked the key"),
         }
         Ok(())
@@ -84,6 +100,10 @@ pub struct ConsumerConfig {
     /// `partition.assignment.strategy`, by preference (Kafka's default:
     /// range, then cooperative-sticky).
     pub partition_assignment_strategy: Vec<String>,
+    /// `isolation.level`: `read_uncommitted` (Kafka's default) returns
+    /// every record; `read_committed` only committed transactions' records
+    /// and reads no further than the last stable offset.
+    pub isolation_level: IsolationLevel,
 }
 
 impl ConsumerConfig {
@@ -106,6 +126,7 @@ impl ConsumerConfig {
             max_poll_records: 500,
             max_partition_fetch_bytes: 1024 * 1024,
             partition_assignment_strategy: vec!["range".into(), "cooperative-sticky".into()],
+            isolation_level: IsolationLevel::ReadUncommitted,
         }
     }
 
@@ -138,13 +159,21 @@ impl ConsumerConfig {
                 }
                 self.partition_assignment_strategy = names;
             }
+            "isolation.level" => {
+                self.isolation_level = match value {
+                    "read_uncommitted" => IsolationLevel::ReadUncommitted,
+                    "read_committed" => IsolationLevel::ReadCommitted,
+                    _ => return Err(invalid(key, value, "read_uncommitted or read_committed")),
+                }
+            }
             _ => unreachable!("known_key checked the key"),
         }
         Ok(())
     }
 }
 
-const PRODUCER_KEYS: &[&str] = &["client.id", "linger.ms", "batch.size", "enable.idempotence"];
+const PRODUCER_KEYS: &[&str] =
+    &["client.id", "linger.ms", "batch.size", "enable.idempotence", "transactional.id", "transaction.timeout.ms"];
 
 const CONSUMER_KEYS: &[&str] = &[
     "group.id",
@@ -158,6 +187,7 @@ const CONSUMER_KEYS: &[&str] = &[
     "max.poll.records",
     "max.partition.fetch.bytes",
     "partition.assignment.strategy",
+    "isolation.level",
 ];
 
 /// The static name of a known key, or an error suggesting one.

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tokio::task::JoinHandle;
 
-use super::{AutoOffsetReset, Consumer, ConsumerConfig, SeekTo, defaults};
+use super::{AutoOffsetReset, Consumer, ConsumerConfig, ConsumerGroupMetadata, SeekTo, defaults};
 use crate::error::{Error, Result};
 use crate::group::assignor::{MemberSubscription, RebalanceProtocol, assignor_by_name};
 use crate::group::protocol::{
@@ -26,7 +26,8 @@ use crate::group::protocol::{
 use crate::group::state::JoinRequest;
 use crate::group::{GroupCoordinator, GroupErrorKind, OffsetAndMetadata};
 use crate::log::Log;
-use crate::record::{ConsumerRecord, decode_records};
+use crate::record::{ConsumerRecord, decode_committed};
+use crate::types::IsolationLevel;
 use crate::types::{Offset, TopicPartition, now_ms};
 
 /// Membership shared with the heartbeat task.
@@ -303,11 +304,21 @@ impl EmbeddedConsumer {
         Ok(())
     }
 
-    fn reset_position(&self, tp: &TopicPartition) -> Result<Offset> {
+    /// The log start offset, and the end as this consumer sees it: the
+    /// high watermark, or for `read_committed` the last stable offset.
+    fn bounds(&self, tp: &TopicPartition) -> Result<(Offset, Offset)> {
         let (start, hw, _) = self.log.offsets(tp)?;
+        match self.config.isolation_level {
+            IsolationLevel::ReadUncommitted => Ok((start, hw)),
+            IsolationLevel::ReadCommitted => Ok((start, self.log.last_stable_offset(tp)?)),
+        }
+    }
+
+    fn reset_position(&self, tp: &TopicPartition) -> Result<Offset> {
+        let (start, end) = self.bounds(tp)?;
         match self.config.auto_offset_reset {
             AutoOffsetReset::Earliest => Ok(start),
-            AutoOffsetReset::Latest => Ok(hw),
+            AutoOffsetReset::Latest => Ok(end),
             AutoOffsetReset::None => Err(Error::InvalidState(format!(
                 "no committed offset for {tp} and auto.offset.reset=none; seek first or set auto.offset.reset"
             ))),
@@ -360,7 +371,8 @@ impl EmbeddedConsumer {
         tp: &TopicPartition,
         position: Offset,
     ) -> Result<Option<std::collections::VecDeque<ConsumerRecord>>> {
-        let fetched = match self.log.fetch(tp, position, self.config.max_partition_fetch_bytes) {
+        let isolation = self.config.isolation_level;
+        let fetched = match self.log.fetch_with(tp, position, self.config.max_partition_fetch_bytes, isolation) {
             Ok(f) => f,
             Err(Error::OffsetOutOfRange { .. }) if self.config.auto_offset_reset != AutoOffsetReset::None => {
                 let reset = self.reset_position(tp)?;
@@ -373,7 +385,8 @@ impl EmbeddedConsumer {
         if fetched.records.bytes.is_empty() {
             return Ok(None);
         }
-        let records = decode_records(&tp.topic, tp.partition, fetched.records.bytes, position)
+        let aborted = fetched.aborted_transactions.as_deref();
+        let records = decode_committed(&tp.topic, tp.partition, fetched.records.bytes, position, aborted)
             .map_err(|reason| Error::InvalidRecord { tp: tp.clone(), reason })?;
         if records.is_empty() {
             // Only control records or compacted-away offsets: move past them.
@@ -513,12 +526,12 @@ impl Consumer for EmbeddedConsumer {
         if !self.positions.contains_key(tp) {
             return Err(Error::InvalidState(format!("{tp} is not assigned to this consumer")));
         }
-        let (start, hw, _) = self.log.offsets(tp)?;
+        let (start, end) = self.bounds(tp)?;
         let position = match to {
             SeekTo::Offset(o) => o,
             SeekTo::Beginning => start,
-            SeekTo::End => hw,
-            SeekTo::Timestamp(ts) => self.log.offset_for_timestamp(tp, ts)?.unwrap_or(hw),
+            SeekTo::End => end,
+            SeekTo::Timestamp(ts) => self.log.offset_for_timestamp(tp, ts)?.unwrap_or(end),
         };
         self.positions.insert(tp.clone(), Some(position));
         self.buffered.remove(tp);
@@ -527,6 +540,12 @@ impl Consumer for EmbeddedConsumer {
 
     fn assignment(&self) -> Vec<TopicPartition> {
         self.positions.keys().cloned().collect()
+    }
+
+    fn group_metadata(&self) -> Option<ConsumerGroupMetadata> {
+        let group_id = self.config.group_id.clone()?;
+        let (member_id, generation_id) = self.membership();
+        Some(ConsumerGroupMetadata { group_id, generation_id, member_id, group_instance_id: None })
     }
 
     fn position(&self, tp: &TopicPartition) -> Option<Offset> {

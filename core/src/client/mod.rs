@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use crate::types::IsolationLevel;
 pub use admin::{EmbeddedAdmin, GroupLag, OffsetSpec, PartitionLag};
 pub use config::{AutoOffsetReset, ConsumerConfig, ProducerConfig};
 pub use consumer::EmbeddedConsumer;
@@ -98,6 +99,58 @@ pub trait Producer: Send + Sync {
 
     /// Flushes and stops the producer.
     async fn close(&self) -> Result<()>;
+
+    /// Registers this producer's `transactional.id` with the transaction
+    /// coordinator: fences any older producer with the same id and
+    /// completes or aborts what it left open. Call once, before the first
+    /// transaction.
+    async fn init_transactions(&self) -> Result<()>;
+
+    /// Starts a transaction: every record sent until it commits or aborts
+    /// belongs to it.
+    fn begin_transaction(&self) -> Result<()>;
+
+    /// Commits a consumer group's offsets as part of the transaction: they
+    /// take effect only if the transaction commits (the consume-transform-
+    /// produce loop of exactly-once processing). `group` comes from
+    /// [`Consumer::group_metadata`], so that a consumer that lost its
+    /// partitions in a rebalance cannot commit for them.
+    async fn send_offsets_to_transaction(
+        &self,
+        offsets: &BTreeMap<TopicPartition, Offset>,
+        group: &ConsumerGroupMetadata,
+    ) -> Result<()>;
+
+    /// Sends everything buffered, then commits the transaction: its records
+    /// and offsets become visible to `read_committed` readers, atomically.
+    /// If a send of the transaction failed, this fails and the transaction
+    /// must be aborted.
+    async fn commit_transaction(&self) -> Result<()>;
+
+    /// Aborts the transaction: `read_committed` readers never see its records.
+    async fn abort_transaction(&self) -> Result<()>;
+}
+
+/// A consumer's group membership as a transactional producer needs it
+/// (Kafka's `ConsumerGroupMetadata`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerGroupMetadata {
+    /// `group.id`.
+    pub group_id: String,
+    /// The generation the member joined in (-1 outside a generation).
+    pub generation_id: i32,
+    /// The member id ("" when not a member).
+    pub member_id: String,
+    /// `group.instance.id`, for static membership.
+    pub group_instance_id: Option<String>,
+}
+
+impl ConsumerGroupMetadata {
+    /// Metadata that names only the group, for offsets committed outside a
+    /// live membership (no zombie fencing).
+    pub fn new(group_id: impl Into<String>) -> Self {
+        Self { group_id: group_id.into(), generation_id: -1, member_id: String::new(), group_instance_id: None }
+    }
 }
 
 /// Where to move a consumer's position.
@@ -136,6 +189,10 @@ pub trait Consumer: Send {
 
     /// The partitions currently assigned.
     fn assignment(&self) -> Vec<TopicPartition>;
+
+    /// The group membership, for [`Producer::send_offsets_to_transaction`];
+    /// `None` without a `group.id`.
+    fn group_metadata(&self) -> Option<ConsumerGroupMetadata>;
 
     /// The next offset to be returned for a partition, if known.
     fn position(&self, tp: &TopicPartition) -> Option<Offset>;

@@ -19,8 +19,9 @@ use super::state::{Group, GroupPhase, JoinRequest, JoinResponse, Output};
 use crate::config::CONSUMER_OFFSETS_TOPIC;
 use crate::error::{Error, Result};
 use crate::log::Log;
-use crate::record::{ProducerStamp, Record, decode_records, encode_batch};
-use crate::types::{Offset, TopicPartition, now_ms};
+use crate::record::batch::decode_batches;
+use crate::record::{ControlType, ProducerStamp, Record, encode_batch};
+use crate::types::{Offset, ProducerId, TopicPartition, now_ms};
 
 /// How often a waiting member re-checks its group's clock.
 const WAIT_TICK: Duration = Duration::from_millis(100);
@@ -68,12 +69,20 @@ impl Entry {
 pub(crate) struct GroupsState {
     groups: Mutex<BTreeMap<String, Entry>>,
     committed: Mutex<BTreeMap<String, BTreeMap<TopicPartition, OffsetAndMetadata>>>,
+    /// Offsets committed inside open transactions, by producer id: applied
+    /// when the transaction's commit marker is written, dropped on abort.
+    pending: Mutex<BTreeMap<ProducerId, PendingOffsets>>,
 }
 
+type PendingOffsets = BTreeMap<String, BTreeMap<TopicPartition, OffsetAndMetadata>>;
+
 impl GroupsState {
-    /// Rebuilds committed offsets from `__consumer_offsets`.
+    /// Rebuilds committed offsets from `__consumer_offsets`: plain commits
+    /// apply at once; transactional ones when their commit marker follows,
+    /// and those of transactions still open stay pending.
     pub(crate) fn load(&self, log: &Log) -> Result<()> {
         let mut committed = self.committed.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         for p in 0..log.partition_count(CONSUMER_OFFSETS_TOPIC)? {
             let tp = TopicPartition::new(CONSUMER_OFFSETS_TOPIC, p);
             let (mut offset, hw, _) = log.offsets(&tp)?;
@@ -81,12 +90,28 @@ impl GroupsState {
                 let fetched = log.fetch(&tp, offset, 1 << 20)?;
                 let from = offset;
                 offset = fetched.records.next_offset;
-                let records = decode_records(&tp.topic, p, fetched.records.bytes, from)
+                let sets = decode_batches(fetched.records.bytes)
                     .map_err(|reason| Error::InvalidRecord { tp: tp.clone(), reason })?;
-                for r in records {
+                for r in sets.into_iter().flat_map(|s| s.records).filter(|r| r.offset >= from) {
+                    if r.control {
+                        let commit = r.key.as_deref().and_then(ControlType::from_key) == Some(ControlType::Commit);
+                        if let Some(offsets) = pending.remove(&r.producer_id)
+                            && commit
+                        {
+                            apply(&mut committed, offsets);
+                        }
+                        continue;
+                    }
                     let Some((group, key_tp)) = r.key.as_ref().and_then(offsets::decode_key) else { continue };
+                    let value = r.value.as_ref().and_then(offsets::decode_value);
+                    if r.transactional {
+                        if let Some(v) = value {
+                            pending.entry(r.producer_id).or_default().entry(group).or_default().insert(key_tp, v);
+                        }
+                        continue;
+                    }
                     let entry = committed.entry(group).or_default();
-                    match r.value.as_ref().and_then(offsets::decode_value) {
+                    match value {
                         Some(v) => entry.insert(key_tp, v),
                         None => entry.remove(&key_tp),
                     };
@@ -98,6 +123,23 @@ impl GroupsState {
         }
         committed.retain(|_, offsets| !offsets.is_empty());
         Ok(())
+    }
+
+    /// A transaction's marker reached `__consumer_offsets`: its offsets
+    /// become the committed ones, or are dropped.
+    pub(crate) fn complete_txn(&self, producer_id: ProducerId, commit: bool) {
+        let offsets = self.pending.lock().unwrap_or_else(PoisonError::into_inner).remove(&producer_id);
+        if let Some(offsets) = offsets
+            && commit
+        {
+            apply(&mut self.committed.lock().unwrap_or_else(PoisonError::into_inner), offsets);
+        }
+    }
+}
+
+fn apply(committed: &mut BTreeMap<String, BTreeMap<TopicPartition, OffsetAndMetadata>>, offsets: PendingOffsets) {
+    for (group, offsets) in offsets {
+        committed.entry(group).or_default().extend(offsets);
     }
 }
 
@@ -290,8 +332,52 @@ impl GroupCoordinator {
         Ok(())
     }
 
+    /// `TxnOffsetCommit`: commits offsets inside a producer's transaction.
+    /// They are written now, as transactional records, and take effect
+    /// when the transaction commits (dropped if it aborts). The member id
+    /// and generation, when given, must match the group's current ones,
+    /// which fences a zombie member whose partitions moved on.
+    pub async fn txn_offset_commit(
+        &self,
+        group_id: &str,
+        producer_id: ProducerId,
+        producer_epoch: i16,
+        member_id: &str,
+        generation: i32,
+        offsets: &BTreeMap<TopicPartition, OffsetAndMetadata>,
+    ) -> Result<()> {
+        {
+            let groups = self.groups();
+            if let Some(entry) = groups.get(group_id) {
+                entry.group.validate_commit(member_id, generation).map_err(|k| Self::group_error(group_id, k))?;
+            }
+        }
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let records: Vec<Record> = offsets
+            .iter()
+            .map(|(tp, v)| Record {
+                key: Some(offsets::encode_key(group_id, tp)),
+                value: Some(offsets::encode_value(v)),
+                headers: Vec::new(),
+                timestamp: Some(v.commit_timestamp),
+            })
+            .collect();
+        let partition = self.offsets_partition(group_id)?;
+        let stamp = ProducerStamp { producer_id, producer_epoch, base_sequence: -1, transactional: true };
+        let batch = encode_batch(&records, stamp, now_ms());
+        self.log.append(&TopicPartition::new(CONSUMER_OFFSETS_TOPIC, partition), batch).await?;
+        let mut pending = self.state().pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let group = pending.entry(producer_id).or_default().entry(group_id.to_owned()).or_default();
+        for (tp, v) in offsets {
+            group.insert(tp.clone(), v.clone());
+        }
+        Ok(())
+    }
+
     /// `__consumer_offsets` partition of a group, as Kafka picks it.
-    fn offsets_partition(&self, group_id: &str) -> Result<i32> {
+    pub(crate) fn offsets_partition(&self, group_id: &str) -> Result<i32> {
         let n = self.log.partition_count(CONSUMER_OFFSETS_TOPIC)?;
         Ok(java_string_hash(group_id).unsigned_abs().rem_euclid(n.unsigned_abs()) as i32)
     }
@@ -367,6 +453,6 @@ impl GroupCoordinator {
 }
 
 /// Java's `String.hashCode`, which Kafka uses to place a group's offsets.
-fn java_string_hash(s: &str) -> i32 {
+pub(crate) fn java_string_hash(s: &str) -> i32 {
     s.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
 }

@@ -24,13 +24,13 @@ pub struct OffsetAndMetadata {
     pub commit_timestamp: Timestamp,
 }
 
-fn put_str(buf: &mut BytesMut, s: &str) {
+pub(crate) fn put_str(buf: &mut BytesMut, s: &str) {
     let len = i16::try_from(s.len()).unwrap_or(i16::MAX);
     buf.put_i16(len);
     buf.put_slice(&s.as_bytes()[..len.unsigned_abs() as usize]);
 }
 
-fn get_str(buf: &mut Bytes) -> Option<String> {
+pub(crate) fn get_str(buf: &mut Bytes) -> Option<String> {
     if buf.remaining() < 2 {
         return None;
     }

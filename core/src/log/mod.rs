@@ -43,8 +43,9 @@ use tokio::sync::watch;
 
 use crate::config::{self, TopicConfig};
 use crate::error::{Error, IoContext, Result};
+use crate::record::{AbortedTransaction, ControlType};
 use crate::storage::{AppendInfo, FileStorage, OpenOptions, PartitionLog, ReadResult, Storage, checkpoint};
-use crate::types::{Offset, PartitionId, Timestamp, TopicPartition, now_ms};
+use crate::types::{IsolationLevel, Offset, PartitionId, Timestamp, TopicPartition, now_ms};
 use lock::DirLock;
 use metadata::{Metadata, TopicMeta};
 
@@ -73,6 +74,9 @@ pub struct LogConfig {
     pub cleaner_backoff: Duration,
     /// Whether the background maintenance thread runs (tests drive it by hand).
     pub background_maintenance: bool,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`: how
+    /// often transactions open past their timeout are looked for and aborted.
+    pub transaction_abort_interval: Duration,
 }
 
 impl LogConfig {
@@ -88,6 +92,7 @@ impl LogConfig {
             retention_check_interval: Duration::from_secs(30),
             cleaner_backoff: Duration::from_secs(15),
             background_maintenance: true,
+            transaction_abort_interval: Duration::from_secs(10),
         }
     }
 }
@@ -156,8 +161,14 @@ pub struct FetchResult {
     pub records: ReadResult,
     /// The partition's high watermark.
     pub high_watermark: Offset,
+    /// The partition's last stable offset.
+    pub last_stable_offset: Offset,
     /// The partition's log start offset.
     pub log_start_offset: Offset,
+    /// For a `read_committed` fetch, the aborted transactions overlapping
+    /// the records returned, which the reader must skip
+    /// ([`crate::record::decode_committed`]); `None` for `read_uncommitted`.
+    pub aborted_transactions: Option<Vec<AbortedTransaction>>,
 }
 
 pub(crate) struct Inner {
@@ -172,6 +183,7 @@ pub(crate) struct Inner {
     tasks: Arc<tasks::Tasks>,
     closed: AtomicBool,
     groups: crate::group::coordinator::GroupsState,
+    txns: crate::txn::coordinator::TxnsState,
     /// Woken whenever a high watermark moves, for long-polling consumers.
     data: tokio::sync::Notify,
     /// Released by `close`, so the directory can be opened again at once.
@@ -290,6 +302,7 @@ impl Log {
             tasks: Arc::default(),
             closed: AtomicBool::new(false),
             groups: crate::group::coordinator::GroupsState::default(),
+            txns: crate::txn::coordinator::TxnsState::default(),
             data: tokio::sync::Notify::new(),
             lock: Mutex::new(lock),
         });
@@ -304,6 +317,7 @@ impl Log {
             log.create_topic_inner(config::CONSUMER_OFFSETS_TOPIC, config.offsets_topic_partitions, offsets_config)?;
         }
         log.inner.groups.load(&log)?;
+        log.inner.txns.load(&log)?;
         Ok(log)
     }
 
@@ -314,6 +328,31 @@ impl Log {
 
     pub(crate) fn groups_state(&self) -> &crate::group::coordinator::GroupsState {
         &self.inner.groups
+    }
+
+    pub(crate) fn txns_state(&self) -> &crate::txn::coordinator::TxnsState {
+        &self.inner.txns
+    }
+
+    /// The transaction coordinator.
+    pub fn transaction_coordinator(&self) -> crate::txn::TransactionCoordinator {
+        crate::txn::TransactionCoordinator::new(self.clone())
+    }
+
+    /// Creates an internal topic (compacted, `offsets.topic.num.partitions`
+    /// partitions) unless it exists.
+    pub(crate) fn ensure_internal_topic(&self, name: &str) -> Result<()> {
+        if self.topic_exists(name) {
+            return Ok(());
+        }
+        let config = TopicConfig {
+            cleanup_policy: config::CleanupPolicy { delete: false, compact: true },
+            ..TopicConfig::default()
+        };
+        match self.create_topic_inner(name, self.inner.config.offsets_topic_partitions, config) {
+            Err(Error::TopicExists(_)) => Ok(()),
+            other => other,
+        }
     }
 
     /// The group coordinator: consumer groups and committed offsets.
@@ -653,16 +692,87 @@ impl Log {
         }
     }
 
-    /// Reads whole batches from `offset`, up to the high watermark.
+    /// Reads whole batches from `offset`, up to the high watermark
+    /// (`read_uncommitted`).
     pub fn fetch(&self, tp: &TopicPartition, offset: Offset, max_bytes: usize) -> Result<FetchResult> {
+        self.fetch_with(tp, offset, max_bytes, IsolationLevel::ReadUncommitted)
+    }
+
+    /// Reads whole batches from `offset`: up to the high watermark, or for
+    /// `read_committed` up to the last stable offset, with the aborted
+    /// transactions the reader must skip.
+    pub fn fetch_with(
+        &self,
+        tp: &TopicPartition,
+        offset: Offset,
+        max_bytes: usize,
+        isolation: IsolationLevel,
+    ) -> Result<FetchResult> {
         self.check_online()?;
         let partition = self.partition(tp)?;
-        let (plan, high_watermark, log_start_offset) = {
+        let (plan, high_watermark, last_stable_offset, log_start_offset, aborted_transactions) = {
             let log = partition.lock();
-            (log.plan_read(offset)?, log.high_watermark(), log.log_start_offset())
+            let lso = log.last_stable_offset();
+            let (limit, aborted) = match isolation {
+                IsolationLevel::ReadUncommitted => (log.high_watermark(), None),
+                IsolationLevel::ReadCommitted => (lso, Some(log.aborted_transactions(offset, lso))),
+            };
+            (log.plan_read_upto(offset, limit)?, log.high_watermark(), lso, log.log_start_offset(), aborted)
         };
         let records = plan.read(max_bytes)?;
-        Ok(FetchResult { records, high_watermark, log_start_offset })
+        Ok(FetchResult { records, high_watermark, last_stable_offset, log_start_offset, aborted_transactions })
+    }
+
+    /// Appends and returns once the append is durable, syncing on the
+    /// calling thread: for the coordinators' writes to internal topics,
+    /// which run outside any async runtime.
+    pub(crate) fn append_blocking(&self, tp: &TopicPartition, batch: BytesMut) -> Result<AppendInfo> {
+        let (info, partition) = self.append_nowait(tp, batch)?;
+        self.flush_blocking(&partition, info.last_offset + 1)?;
+        Ok(info)
+    }
+
+    /// Writes a transaction marker into a partition and returns once it is
+    /// durable (see [`PartitionLog::append_marker`]).
+    pub(crate) fn append_marker_blocking(
+        &self,
+        tp: &TopicPartition,
+        kind: ControlType,
+        producer_id: i64,
+        producer_epoch: i16,
+    ) -> Result<AppendInfo> {
+        self.check_online()?;
+        let partition = self.partition(tp)?;
+        let (info, hw) = {
+            let mut log = partition.lock();
+            let info = match log.append_marker(kind, producer_id, producer_epoch, 0, now_ms()) {
+                Ok(info) => info,
+                Err(e @ Error::FsyncFailed { .. }) => {
+                    drop(log);
+                    tasks::go_offline(&self.inner, &e);
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            };
+            (info, log.high_watermark())
+        };
+        if partition.hw.send_if_modified(|old| std::mem::replace(old, hw) != hw) {
+            self.inner.data.notify_waiters();
+        }
+        self.flush_blocking(&partition, info.last_offset + 1)?;
+        Ok(info)
+    }
+
+    fn flush_blocking(&self, partition: &Arc<Partition>, upto: Offset) -> Result<()> {
+        if *partition.hw.borrow() < upto {
+            tasks::flush_partition(&self.inner, partition);
+        }
+        self.check_online()
+    }
+
+    /// Whether a producer has a transaction open in a partition.
+    pub fn has_open_transaction(&self, tp: &TopicPartition, producer_id: i64) -> Result<bool> {
+        Ok(self.partition(tp)?.lock().has_open_transaction(producer_id))
     }
 
     /// Waits until the high watermark passes `offset`, or `timeout` passes.
@@ -681,6 +791,11 @@ impl Log {
     /// A watch on a partition's high watermark.
     pub fn watch_high_watermark(&self, tp: &TopicPartition) -> Result<watch::Receiver<Offset>> {
         Ok(self.partition(tp)?.hw.subscribe())
+    }
+
+    /// The last stable offset of a partition: where `read_committed` reads stop.
+    pub fn last_stable_offset(&self, tp: &TopicPartition) -> Result<Offset> {
+        Ok(self.partition(tp)?.lock().last_stable_offset())
     }
 
     /// `(log start offset, high watermark, log end offset)` of a partition.

@@ -133,6 +133,7 @@ fn maintenance(weak: &Weak<Inner>, tasks: &Tasks) {
     let mut last_checkpoint = Instant::now();
     let mut last_retention = Instant::now();
     let mut last_clean = Instant::now();
+    let mut last_txn_check = Instant::now();
     loop {
         {
             let state = tasks.lock();
@@ -161,6 +162,10 @@ fn maintenance(weak: &Weak<Inner>, tasks: &Tasks) {
             if last_clean.elapsed() >= config.cleaner_backoff {
                 last_clean = Instant::now();
                 run_cleaner(&inner)?;
+            }
+            if last_txn_check.elapsed() >= config.transaction_abort_interval {
+                last_txn_check = Instant::now();
+                super::Log { inner: Arc::clone(&inner) }.transaction_coordinator().abort_expired()?;
             }
             Ok(())
         })();

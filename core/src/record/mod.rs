@@ -114,11 +114,103 @@ pub struct ProducerStamp {
     pub producer_epoch: i16,
     /// Sequence number of the batch's first record.
     pub base_sequence: i32,
+    /// Whether the batch belongs to a transaction.
+    pub transactional: bool,
 }
 
 impl ProducerStamp {
     /// The stamp of a producer without idempotence.
-    pub const NONE: ProducerStamp = ProducerStamp { producer_id: -1, producer_epoch: -1, base_sequence: -1 };
+    pub const NONE: ProducerStamp =
+        ProducerStamp { producer_id: -1, producer_epoch: -1, base_sequence: -1, transactional: false };
+
+    /// The stamp of an idempotent producer's batch, outside transactions.
+    pub fn idempotent(producer_id: i64, producer_epoch: i16, base_sequence: i32) -> Self {
+        Self { producer_id, producer_epoch, base_sequence, transactional: false }
+    }
+}
+
+/// The kind of a transaction marker (a control record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlType {
+    /// The transaction's records are aborted: `read_committed` readers skip them.
+    Abort,
+    /// The transaction's records are committed.
+    Commit,
+}
+
+impl ControlType {
+    /// Kafka's control record key: version 0, then the type (0 abort, 1 commit).
+    fn key(self) -> [u8; 4] {
+        [0, 0, 0, u8::from(self == ControlType::Commit)]
+    }
+
+    /// Reads a control record's key.
+    pub fn from_key(key: &[u8]) -> Option<Self> {
+        match key {
+            [0, 0, 0, 0] => Some(ControlType::Abort),
+            [0, 0, 0, 1] => Some(ControlType::Commit),
+            _ => None,
+        }
+    }
+}
+
+/// Encodes a transaction marker: a control batch of one control record,
+/// as Kafka's `EndTransactionMarker` (key: version and type; value: version
+/// 0 and the coordinator epoch).
+pub fn encode_control_batch(
+    kind: ControlType,
+    producer_id: i64,
+    producer_epoch: i16,
+    coordinator_epoch: i32,
+    now: Timestamp,
+) -> BytesMut {
+    let mut value = Vec::with_capacity(6);
+    value.extend_from_slice(&0i16.to_be_bytes());
+    value.extend_from_slice(&coordinator_epoch.to_be_bytes());
+    let record = WireRecord {
+        transactional: true,
+        control: true,
+        delete_horizon: false,
+        partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
+        producer_id,
+        producer_epoch,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: now,
+        key: Some(Bytes::copy_from_slice(&kind.key())),
+        value: Some(Bytes::from(value)),
+        headers: IndexMap::new(),
+    };
+    let mut buf = BytesMut::with_capacity(80);
+    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    if let Err(e) = RecordBatchEncoder::encode(&mut buf, std::iter::once(&record), &options) {
+        unreachable!("encoding one uncompressed record into memory cannot fail: {e}");
+    }
+    buf
+}
+
+/// The type of the marker in a control batch, or `None` for a data batch
+/// or an unknown control record.
+pub fn control_type(batch: &batch::BatchView<'_>) -> Option<ControlType> {
+    if !batch.is_control() {
+        return None;
+    }
+    let sets = batch::decode_batches(Bytes::copy_from_slice(batch.bytes())).ok()?;
+    let record = sets.into_iter().flat_map(|s| s.records).next()?;
+    ControlType::from_key(record.key.as_deref()?)
+}
+
+/// A transaction aborted in a partition: its producer and offset range, as
+/// in Kafka's transaction index and fetch responses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbortedTransaction {
+    /// The producer that aborted.
+    pub producer_id: i64,
+    /// Offset of the transaction's first record in the partition.
+    pub first_offset: Offset,
+    /// Offset of its abort marker.
+    pub last_offset: Offset,
 }
 
 /// Encodes records into one RecordBatch v2 with base offset 0 (the log
@@ -132,7 +224,7 @@ pub fn encode_batch(records: &[Record], stamp: ProducerStamp, now: Timestamp) ->
         .map(|(i, r)| {
             let i = i32::try_from(i).unwrap_or(i32::MAX);
             WireRecord {
-                transactional: false,
+                transactional: stamp.transactional,
                 control: false,
                 delete_horizon: false,
                 partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
@@ -172,10 +264,43 @@ pub fn decode_records(
     bytes: Bytes,
     from: Offset,
 ) -> Result<Vec<ConsumerRecord>, String> {
+    decode_committed(topic, partition, bytes, from, None)
+}
+
+/// Decodes the records of whole batches at or after `from`, skipping
+/// control batches and, when `aborted` is given (a `read_committed` fetch),
+/// the records of aborted transactions.
+///
+/// This is Kafka's consumer-side filter: `aborted` lists the transactions
+/// aborted in the fetched range, by producer and first offset. A producer
+/// becomes "aborted" once the read reaches its transaction's first offset,
+/// and stops being so at its abort marker; meanwhile its transactional
+/// records are skipped.
+pub fn decode_committed(
+    topic: &str,
+    partition: PartitionId,
+    bytes: Bytes,
+    from: Offset,
+    aborted: Option<&[AbortedTransaction]>,
+) -> Result<Vec<ConsumerRecord>, String> {
+    let mut pending: Vec<AbortedTransaction> = aborted.map(<[_]>::to_vec).unwrap_or_default();
+    pending.sort_by_key(|a| std::cmp::Reverse(a.first_offset));
+    let mut aborting: Vec<i64> = Vec::new();
     let mut out = Vec::new();
     for set in batch::decode_batches(bytes)? {
         for r in set.records {
-            if r.control || r.offset < from {
+            while pending.last().is_some_and(|a| a.first_offset <= r.offset) {
+                if let Some(a) = pending.pop() {
+                    aborting.push(a.producer_id);
+                }
+            }
+            if r.control {
+                if r.key.as_deref().and_then(ControlType::from_key) == Some(ControlType::Abort) {
+                    aborting.retain(|p| *p != r.producer_id);
+                }
+                continue;
+            }
+            if r.offset < from || (r.transactional && aborting.contains(&r.producer_id)) {
                 continue;
             }
             out.push(ConsumerRecord {
@@ -204,7 +329,7 @@ mod tests {
             Record::new("v2").timestamp(12),
             Record::tombstone("k3").timestamp(11),
         ];
-        let stamp = ProducerStamp { producer_id: 7, producer_epoch: 1, base_sequence: 40 };
+        let stamp = ProducerStamp::idempotent(7, 1, 40);
         let buf = encode_batch(&records, stamp, 0);
         let view = BatchView::parse(&buf).expect("valid batch");
         assert_eq!(view.size(), buf.len(), "one batch");
@@ -237,6 +362,45 @@ mod tests {
         assert_eq!(view.size(), buf.len());
         assert_eq!(view.base_sequence(), -1);
         assert_eq!(view.records_count(), 10);
+    }
+
+    #[test]
+    fn control_batches_carry_their_marker() {
+        let buf = encode_control_batch(ControlType::Commit, 9, 2, 0, 100);
+        let view = BatchView::parse(&buf).expect("valid batch");
+        view.verify().expect("crc");
+        assert!(view.is_control() && view.is_transactional());
+        assert_eq!((view.producer_id(), view.producer_epoch(), view.records_count()), (9, 2, 1));
+        assert_eq!(control_type(&view), Some(ControlType::Commit));
+        let data = encode_batch(&[Record::new("v")], ProducerStamp::NONE, 0);
+        assert_eq!(control_type(&BatchView::parse(&data).expect("valid")), None);
+    }
+
+    #[test]
+    fn read_committed_skips_aborted_transactions_only() {
+        // Offsets: 0 pid 1 (aborted), 1 pid 2 (committed), 2 abort marker of
+        // pid 1, 3 commit marker of pid 2, 4 pid 1 again (a later, committed
+        // transaction), 5 its commit marker.
+        let txn =
+            |pid, seq| ProducerStamp { producer_id: pid, producer_epoch: 0, base_sequence: seq, transactional: true };
+        let mut bytes = BytesMut::new();
+        let mut push = |mut b: BytesMut, offset| {
+            batch::assign_offsets(&mut b, offset, 0);
+            bytes.extend_from_slice(&b);
+        };
+        push(encode_batch(&[Record::new("aborted")], txn(1, 0), 0), 0);
+        push(encode_batch(&[Record::new("kept-1")], txn(2, 0), 0), 1);
+        push(encode_control_batch(ControlType::Abort, 1, 0, 0, 0), 2);
+        push(encode_control_batch(ControlType::Commit, 2, 0, 0, 0), 3);
+        push(encode_batch(&[Record::new("kept-4")], txn(1, 1), 0), 4);
+        push(encode_control_batch(ControlType::Commit, 1, 0, 0, 0), 5);
+        let bytes = bytes.freeze();
+        let aborted = [AbortedTransaction { producer_id: 1, first_offset: 0, last_offset: 2 }];
+        let committed = decode_committed("t", 0, bytes.clone(), 0, Some(&aborted)).expect("decodes");
+        let offsets: Vec<_> = committed.iter().map(|r| r.offset).collect();
+        assert_eq!(offsets, [1, 4]);
+        let everything = decode_records("t", 0, bytes, 0).expect("decodes");
+        assert_eq!(everything.iter().map(|r| r.offset).collect::<Vec<_>>(), [0, 1, 4]);
     }
 
     #[test]

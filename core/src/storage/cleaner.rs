@@ -10,6 +10,11 @@
 //! first compaction that saw the tombstone; Plexus counts it from the
 //! tombstone's timestamp, which a user can see and reason about.)
 //!
+//! With transactions, as Kafka: only segments below the last stable offset
+//! are cleaned; records of aborted transactions never count as a key's
+//! latest value and are removed; transaction markers are kept, so that
+//! `read_committed` readers always find the end of an aborted range.
+//!
 //! The cleaner reads and writes without holding the partition's lock: it
 //! writes `<base>.log.cleaned`, syncs it, and only the swap
 //! ([`PartitionLog::replace_segment`]) takes the lock. Appends and reads go
@@ -44,13 +49,13 @@ pub struct CleanStats {
 /// Compacts one partition if it is compacted and dirty enough.
 pub fn clean_partition(log: &Mutex<PartitionLog>, now: Timestamp) -> Result<CleanStats> {
     let lock = || log.lock().unwrap_or_else(PoisonError::into_inner);
-    let (segments, config, first_dirty) = {
+    let (segments, config, first_dirty, aborted) = {
         let log = lock();
         let config = Arc::clone(log.config());
         if !config.cleanup_policy.compact {
             return Ok(CleanStats::default());
         }
-        let hw = log.high_watermark();
+        let hw = log.last_stable_offset();
         let inactive = log.inactive_segments();
         let mut cleanable = Vec::new();
         for (i, segment) in inactive.iter().enumerate() {
@@ -61,7 +66,18 @@ pub fn clean_partition(log: &Mutex<PartitionLog>, now: Timestamp) -> Result<Clea
             }
             cleanable.push(Arc::clone(segment));
         }
-        (cleanable, config, log.first_dirty_offset())
+        let mut aborted: HashMap<i64, Vec<(Offset, Offset)>> = HashMap::new();
+        for a in log.aborted_in(0, Offset::MAX) {
+            aborted.entry(a.producer_id).or_default().push((a.first_offset, a.last_offset));
+        }
+        (cleanable, config, log.first_dirty_offset(), aborted)
+    };
+    let is_aborted = |r: &WireRecord| {
+        r.transactional
+            && !r.control
+            && aborted
+                .get(&r.producer_id)
+                .is_some_and(|ranges| ranges.iter().any(|(f, l)| (*f..=*l).contains(&r.offset)))
     };
     if segments.is_empty() {
         return Ok(CleanStats::default());
@@ -75,7 +91,10 @@ pub fn clean_partition(log: &Mutex<PartitionLog>, now: Timestamp) -> Result<Clea
     let mut latest: HashMap<Bytes, Offset> = HashMap::new();
     for segment in &segments {
         for_each_record(segment, |r| {
-            if let Some(key) = &r.key {
+            if let Some(key) = &r.key
+                && !r.control
+                && !is_aborted(&r)
+            {
                 latest.insert(key.clone(), r.offset);
             }
         })?;
@@ -91,7 +110,7 @@ pub fn clean_partition(log: &Mutex<PartitionLog>, now: Timestamp) -> Result<Clea
             read += 1;
             let is_latest = r.key.as_ref().is_some_and(|k| latest.get(k) == Some(&r.offset));
             let expired_tombstone = r.value.is_none() && r.timestamp < tombstone_horizon;
-            if is_latest && !expired_tombstone {
+            if r.control || (is_latest && !expired_tombstone && !is_aborted(&r)) {
                 kept.push(r);
             }
         })?;
@@ -124,13 +143,13 @@ pub fn clean_partition(log: &Mutex<PartitionLog>, now: Timestamp) -> Result<Clea
     Ok(stats)
 }
 
-/// Decodes every record of a segment, in offset order.
+/// Decodes every record of a segment, control records included, in offset order.
 fn for_each_record(segment: &Segment, mut f: impl FnMut(WireRecord)) -> Result<()> {
     let path = segment.path(LOG_SUFFIX);
     let scan = segment.scan(0, segment.base_offset(), segment.size(), false, |pos, view| {
         let sets = decode_batches(Bytes::copy_from_slice(view.bytes()))
             .map_err(|reason| Error::BadMetadata { path: path.clone(), reason: format!("at byte {pos}: {reason}") })?;
-        sets.into_iter().flat_map(|s| s.records).filter(|r| !r.control).for_each(&mut f);
+        sets.into_iter().flat_map(|s| s.records).for_each(&mut f);
         Ok(())
     })?;
     match scan.invalid {

@@ -7,6 +7,7 @@
 //! - [`index`], [`segment`]: one segment and its sparse indexes.
 //! - [`partition_log`]: one partition: append, read, flush, recover, retain.
 //! - [`cleaner`]: log compaction.
+//! - `producer_state`, `txn_index`: idempotent and transactional producers, aborted transactions.
 //! - [`checkpoint`]: the data directory's checkpoint files.
 
 pub mod checkpoint;
@@ -17,6 +18,7 @@ pub mod memory;
 pub mod partition_log;
 pub(crate) mod producer_state;
 pub(crate) mod segment;
+pub(crate) mod txn_index;
 
 pub use io::{FileRef, FileStorage, OpenMode, Storage, StorageFile};
 pub use memory::MemStorage;

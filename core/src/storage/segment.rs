@@ -616,7 +616,7 @@ impl Segment {
     /// Removes the segment's files (not the directory entry's durability:
     /// the caller syncs the directory).
     pub(crate) fn delete_files(&self) -> Result<()> {
-        for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+        for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX, super::txn_index::TXN_INDEX_SUFFIX] {
             let path = self.path(suffix);
             match self.storage.remove_file(&path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(path, e)),

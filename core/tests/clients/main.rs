@@ -1,6 +1,7 @@
 //! The embedded clients and consumer groups on a real data directory.
 
 mod groups;
+mod transactions;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -110,13 +111,7 @@ async fn retried_batches_are_not_written_twice() {
     log.create_topic("t", 1, TopicConfig::default()).expect("create");
     let tp = TopicPartition::new("t", 0);
     let pid = log.allocate_producer_id().expect("pid");
-    let batch = |seq| {
-        encode_batch(
-            &[Record::new("a"), Record::new("b")],
-            ProducerStamp { producer_id: pid, producer_epoch: 0, base_sequence: seq },
-            1,
-        )
-    };
+    let batch = |seq| encode_batch(&[Record::new("a"), Record::new("b")], ProducerStamp::idempotent(pid, 0, seq), 1);
     let first = log.append(&tp, batch(0)).await.expect("append");
     let retry = log.append(&tp, batch(0)).await.expect("a retry is acknowledged");
     assert_eq!((retry.base_offset, retry.last_offset), (first.base_offset, first.last_offset));

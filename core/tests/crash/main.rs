@@ -5,7 +5,9 @@
 //! it with SIGKILL after a random number of acknowledgements, reopens the
 //! data directory and checks that every acknowledged record is there, in
 //! order, exactly once. Then damaged files: a truncated tail and a flipped
-//! byte in the middle of a segment.
+//! byte in the middle of a segment. Then transactions: a child committing
+//! and aborting transactions is killed again and again; every committed
+//! transaction must be whole and no aborted one visible to `read_committed`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
@@ -13,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use plexus_core::client::{EmbeddedProducer, Producer, ProducerConfig};
+use plexus_core::client::{Consumer, ConsumerConfig, EmbeddedConsumer, EmbeddedProducer, Producer, ProducerConfig};
 use plexus_core::record::decode_records;
 use plexus_core::{Log, LogConfig, Record, TopicConfig, TopicPartition};
 use rand::{Rng, SeedableRng};
@@ -214,4 +216,135 @@ fn a_flipped_byte_mid_segment_is_reported_and_nothing_past_it_served() {
     assert!(offset > 0 && offset < 200, "serves what comes before the damage: {offset}");
     log.close().expect("close");
     assert_eq!(std::fs::read(&first).expect("read"), bytes, "nothing was truncated");
+}
+
+const TXN_CHILD_ENV: &str = "PLEXUS_TXN_CRASH_CHILD";
+const TXN_TOPIC: &str = "txns";
+const TXN_ID: &str = "crasher";
+
+fn transactional(id: &str) -> ProducerConfig {
+    let mut c = ProducerConfig::default();
+    c.set("transactional.id", id).expect("valid");
+    c
+}
+
+/// The transactional child: runs transactions of 1–12 records over two
+/// partitions until killed, committing two in three and aborting the rest,
+/// printing `commit <txn>` or `abort <txn>` once each call returned.
+#[test]
+fn txn_crash_child() {
+    let Ok(dir) = std::env::var(TXN_CHILD_ENV) else { return };
+    let round: u64 = std::env::var("PLEXUS_CRASH_ROUND").ok().and_then(|r| r.parse().ok()).unwrap_or(0);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    runtime.block_on(async move {
+        let log = Log::open(LogConfig::new(&dir)).expect("open");
+        if !log.topic_exists(TXN_TOPIC) {
+            let mut config = TopicConfig::default();
+            config.set("segment.bytes", "16384").expect("valid");
+            log.create_topic(TXN_TOPIC, 2, config).expect("create");
+        }
+        let producer = EmbeddedProducer::new(log.clone(), transactional(TXN_ID)).expect("producer");
+        producer.init_transactions().await.expect("init");
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "ready").expect("stdout");
+        out.flush().expect("stdout");
+        for t in 0u64.. {
+            let name = format!("r{round}t{t}");
+            let n = 1 + (t * 7 + round) % 12;
+            producer.begin_transaction().expect("begin");
+            for i in 0..n {
+                drop(producer.send(TXN_TOPIC, Record::with_key(format!("{name}-{i}"), format!("{name} {i} {n}"))));
+            }
+            if t % 3 == 2 {
+                producer.abort_transaction().await.expect("abort");
+                writeln!(out, "abort {name}").expect("stdout");
+            } else {
+                producer.commit_transaction().await.expect("commit");
+                writeln!(out, "commit {name}").expect("stdout");
+            }
+            out.flush().expect("stdout");
+        }
+    });
+}
+
+#[test]
+fn committed_transactions_survive_sigkill_whole_and_aborted_ones_never_appear() {
+    let seed: u64 = std::env::var("PLEXUS_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
+    println!("seed {seed} (rerun with PLEXUS_TEST_SEED={seed})");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut outcome: BTreeMap<String, bool> = BTreeMap::new();
+    for round in 0..12u64 {
+        let kill_after = rng.random_range(1..120);
+        let mut child = Command::new(std::env::current_exe().expect("exe"))
+            .args(["--exact", "txn_crash_child", "--nocapture", "--test-threads", "1"])
+            .env(TXN_CHILD_ENV, dir.path())
+            .env("PLEXUS_CRASH_ROUND", round.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn child");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let started = lines.by_ref().map_while(Result::ok).any(|l| l.ends_with("ready"));
+        assert!(started, "round {round}: the child started (seed {seed})");
+        let mut record = |line: &str| match line.split_once(' ') {
+            Some(("commit", name)) => outcome.insert(name.to_owned(), true),
+            Some(("abort", name)) => outcome.insert(name.to_owned(), false),
+            _ => None,
+        };
+        for _ in 0..kill_after {
+            let Some(Ok(line)) = lines.next() else { break };
+            record(&line);
+        }
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+        for line in lines.map_while(Result::ok) {
+            record(&line);
+        }
+    }
+
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let log = Log::open(LogConfig::new(dir.path())).expect("reopen after the last kill");
+        // The successor fences the killed child and aborts what it left open.
+        let successor = EmbeddedProducer::new(log.clone(), transactional(TXN_ID)).expect("producer");
+        successor.init_transactions().await.expect("init");
+        let mut seen: BTreeMap<String, (u64, BTreeSet<u64>)> = BTreeMap::new();
+        let mut config = ConsumerConfig::without_group();
+        config.set("isolation.level", "read_committed").expect("valid");
+        config.set("auto.offset.reset", "earliest").expect("valid");
+        let mut consumer = EmbeddedConsumer::new(log.clone(), config);
+        consumer.assign(&[TopicPartition::new(TXN_TOPIC, 0), TopicPartition::new(TXN_TOPIC, 1)]).await.expect("assign");
+        for p in 0..2 {
+            let tp = TopicPartition::new(TXN_TOPIC, p);
+            assert_eq!(
+                log.last_stable_offset(&tp).expect("lso"),
+                log.offsets(&tp).expect("offsets").1,
+                "no transaction left open"
+            );
+        }
+        loop {
+            let records = consumer.poll(Duration::from_millis(200)).await.expect("poll");
+            if records.is_empty() {
+                break;
+            }
+            for r in records {
+                let value = String::from_utf8(r.value.unwrap_or_default().to_vec()).expect("utf8");
+                let parts: Vec<&str> = value.split(' ').collect();
+                let [name, i, n] = parts[..] else { panic!("bad value {value:?}") };
+                let entry = seen.entry(name.to_owned()).or_insert((n.parse().expect("n"), BTreeSet::new()));
+                assert!(entry.1.insert(i.parse().expect("i")), "{value} read twice (seed {seed})");
+            }
+        }
+        for (name, (n, got)) in &seen {
+            assert_eq!(got.len() as u64, *n, "transaction {name} is whole (seed {seed})");
+            assert_ne!(outcome.get(name), Some(&false), "aborted transaction {name} is invisible (seed {seed})");
+        }
+        let committed: Vec<&String> = outcome.iter().filter(|(_, c)| **c).map(|(n, _)| n).collect();
+        for name in &committed {
+            assert!(seen.contains_key(*name), "committed transaction {name} survived (seed {seed})");
+        }
+        assert!(committed.len() >= 12, "the children committed transactions: {}", committed.len());
+        log.close().expect("close");
+    });
 }
