@@ -241,6 +241,50 @@ pub trait Admin: Send + Sync {
     async fn committed_offsets(&self, group: &str) -> Result<BTreeMap<TopicPartition, OffsetAndMetadata>>;
 }
 
+/// Makes clients of one backend: what the stream runtime and the
+/// connectors are given, so that the same code runs on the embedded log
+/// and, through a Kafka-protocol backend, on any Kafka cluster.
+pub trait Clients: Send + Sync + std::fmt::Debug {
+    /// A producer.
+    fn producer(&self, config: ProducerConfig) -> Result<Box<dyn Producer>>;
+    /// A consumer.
+    fn consumer(&self, config: ConsumerConfig) -> Result<Box<dyn Consumer>>;
+    /// An admin client.
+    fn admin(&self) -> Box<dyn Admin>;
+}
+
+/// The clients of a local [`Log`](crate::Log), in-process.
+#[derive(Debug, Clone)]
+pub struct EmbeddedClients {
+    log: crate::Log,
+}
+
+impl EmbeddedClients {
+    /// Clients of `log`.
+    pub fn new(log: crate::Log) -> Self {
+        Self { log }
+    }
+
+    /// The log.
+    pub fn log(&self) -> &crate::Log {
+        &self.log
+    }
+}
+
+impl Clients for EmbeddedClients {
+    fn producer(&self, config: ProducerConfig) -> Result<Box<dyn Producer>> {
+        Ok(Box::new(EmbeddedProducer::new(self.log.clone(), config)?))
+    }
+
+    fn consumer(&self, config: ConsumerConfig) -> Result<Box<dyn Consumer>> {
+        Ok(Box::new(EmbeddedConsumer::new(self.log.clone(), config)))
+    }
+
+    fn admin(&self) -> Box<dyn Admin> {
+        Box::new(EmbeddedAdmin::new(self.log.clone()))
+    }
+}
+
 /// Defaults in one place.
 pub(crate) mod defaults {
     use super::Duration;

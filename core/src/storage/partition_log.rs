@@ -387,9 +387,13 @@ impl PartitionLog {
         let mut rebuilt = Vec::new();
         let limit = self.corrupt.as_ref().map_or(self.log_end, |c| c.offset);
         for segment in &replay {
+            // Past damage nothing is served, replayed or rewritten.
+            if segment.base_offset() >= limit && segment.base_offset() > start {
+                break;
+            }
             let next_base = self.segment_after(segment.base_offset()).unwrap_or(Offset::MAX);
             rebuilt.push((segment.base_offset(), next_base));
-            if start >= self.log_end {
+            if start >= limit {
                 continue;
             }
             let from = match segment.find_position(start.max(segment.base_offset()), segment.size())? {

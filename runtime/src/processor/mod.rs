@@ -1,0 +1,332 @@
+//! The Processor API: typed records flowing through processors, as in
+//! Kafka Streams' `org.apache.kafka.streams.processor.api`.
+//!
+//! A [`Processor`] receives [`Record`]s of one key and value type and
+//! forwards records of another through its [`ProcessorContext`] to the
+//! processors downstream. Inside a sub-topology records travel as Rust
+//! values: a forward is a call into the child with the record moved (or,
+//! for all but the last of several children, cloned) — no serialization
+//! and no `dyn Any`. Serialization happens only at sources, sinks and
+//! state stores.
+//!
+//! Punctuators are scheduled through the context and delivered to the
+//! processor's [`Processor::punctuate`]: on stream time (advanced by the
+//! records' timestamps) or on wall-clock time.
+
+pub(crate) mod node;
+
+use std::time::Duration;
+
+use plexus_core::{Header, Timestamp};
+
+use crate::error::{Error, Result};
+use crate::state::task_store::{Layout, TaskStore};
+use crate::state::{
+    KeyValueStore, KeyValueStoreRef, ReadOnlyKeyValueStore, ReadOnlySessionStore, ReadOnlyWindowStore, SessionStore,
+    SessionStoreRef, WindowStore, WindowStoreRef,
+};
+pub(crate) use node::Child;
+
+/// A record inside a topology: a typed key and value, a timestamp (event
+/// time) and headers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record<K, V> {
+    /// The key.
+    pub key: K,
+    /// The value.
+    pub value: V,
+    /// Event time, ms since the Unix epoch.
+    pub timestamp: Timestamp,
+    /// Headers, carried along unchanged unless a processor changes them.
+    pub headers: Vec<Header>,
+}
+
+impl<K, V> Record<K, V> {
+    /// A record without headers.
+    pub fn new(key: K, value: V, timestamp: Timestamp) -> Self {
+        Self { key, value, timestamp, headers: Vec::new() }
+    }
+
+    /// The same record with another key.
+    pub fn with_key<K2>(self, key: K2) -> Record<K2, V> {
+        Record { key, value: self.value, timestamp: self.timestamp, headers: self.headers }
+    }
+
+    /// The same record with another value.
+    pub fn with_value<V2>(self, value: V2) -> Record<K, V2> {
+        Record { key: self.key, value, timestamp: self.timestamp, headers: self.headers }
+    }
+
+    /// The same record with another timestamp.
+    #[must_use]
+    pub fn with_timestamp(mut self, timestamp: Timestamp) -> Self {
+        self.timestamp = timestamp;
+        self
+    }
+}
+
+/// Where the record being processed came from: its input topic, partition
+/// and offset (absent for records a punctuator created).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordMetadata {
+    /// The source topic.
+    pub topic: String,
+    /// Its partition.
+    pub partition: i32,
+    /// The record's offset.
+    pub offset: i64,
+}
+
+/// A task: one sub-topology working on one partition of its input topics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId {
+    /// The sub-topology's number (as `describe()` prints it).
+    pub subtopology: u32,
+    /// The input partition.
+    pub partition: i32,
+}
+
+impl std::fmt::Display for TaskId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}_{}", self.subtopology, self.partition)
+    }
+}
+
+/// What drives a punctuator (Kafka's `PunctuationType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PunctuationType {
+    /// The task's stream time: the largest record timestamp seen. Does not
+    /// move while no records arrive.
+    StreamTime,
+    /// The wall clock (in the test driver: the time it is told).
+    WallClockTime,
+}
+
+/// A punctuator a processor scheduled, as passed back to [`Processor::punctuate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Punctuator {
+    /// Its number, as [`ProcessorContext::schedule`] returned it.
+    pub id: u32,
+    /// What drives it.
+    pub kind: PunctuationType,
+    /// Its interval.
+    pub interval: Duration,
+}
+
+/// The task-wide state a processor's context reaches: the current record's
+/// metadata, time, scheduled punctuators and the records sinks produced.
+#[derive(Debug)]
+pub(crate) struct TaskContext {
+    pub(crate) task: TaskId,
+    pub(crate) current: Option<RecordMetadata>,
+    pub(crate) stream_time: Timestamp,
+    pub(crate) wall_clock: Timestamp,
+    pub(crate) schedules: Vec<Schedule>,
+    pub(crate) outputs: Vec<OutputRecord>,
+    pub(crate) commit_requested: bool,
+    pub(crate) stores: Vec<TaskStore>,
+}
+
+impl TaskContext {
+    pub(crate) fn new(task: TaskId, wall_clock: Timestamp) -> Self {
+        Self {
+            task,
+            current: None,
+            stream_time: Timestamp::MIN,
+            wall_clock,
+            schedules: Vec::new(),
+            outputs: Vec::new(),
+            commit_requested: false,
+            stores: Vec::new(),
+        }
+    }
+}
+
+/// A punctuator as the task keeps it.
+#[derive(Debug, Clone)]
+pub(crate) struct Schedule {
+    pub(crate) node: usize,
+    pub(crate) punctuator: Punctuator,
+    /// When it fires next (`None`: at the first time observed).
+    pub(crate) next: Option<Timestamp>,
+    pub(crate) cancelled: bool,
+}
+
+/// A record a sink produced: serialized, on its way to a topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputRecord {
+    /// The topic.
+    pub topic: String,
+    /// The partition, when the sink chose one; else the producer's
+    /// partitioner picks it from the key.
+    pub partition: Option<i32>,
+    /// The serialized key.
+    pub key: Option<bytes::Bytes>,
+    /// The serialized value (`None`: a tombstone).
+    pub value: Option<bytes::Bytes>,
+    /// The timestamp.
+    pub timestamp: Timestamp,
+    /// Headers.
+    pub headers: Vec<Header>,
+}
+
+/// A processor's window on its task: forward records downstream, read the
+/// time and the current record's origin, schedule punctuators, ask for a
+/// commit.
+pub struct ProcessorContext<'a, KOut, VOut> {
+    pub(crate) task: &'a mut TaskContext,
+    pub(crate) children: &'a [Child<KOut, VOut>],
+    pub(crate) node: usize,
+}
+
+impl<KOut: Clone, VOut: Clone> ProcessorContext<'_, KOut, VOut> {
+    /// Sends a record to every child processor, in the order they were
+    /// added; each gets its own copy (the last one the original).
+    pub fn forward(&mut self, record: Record<KOut, VOut>) -> Result<()> {
+        let Some((last, rest)) = self.children.split_last() else { return Ok(()) };
+        for child in rest {
+            child.process(record.clone(), self.task)?;
+        }
+        last.process(record, self.task)
+    }
+}
+
+impl<KOut, VOut> ProcessorContext<'_, KOut, VOut> {
+    /// The task this processor instance belongs to.
+    pub fn task_id(&self) -> TaskId {
+        self.task.task
+    }
+
+    /// Where the record being processed came from (`None` in a punctuation).
+    pub fn record_metadata(&self) -> Option<&RecordMetadata> {
+        self.task.current.as_ref()
+    }
+
+    /// The task's stream time: the largest timestamp among the records it
+    /// has processed (`i64::MIN` before the first).
+    pub fn stream_time(&self) -> Timestamp {
+        self.task.stream_time
+    }
+
+    /// The wall-clock time as the task sees it (the test driver's clock in tests).
+    pub fn wall_clock_time(&self) -> Timestamp {
+        self.task.wall_clock
+    }
+
+    /// Schedules [`Processor::punctuate`] every `interval` of stream time or
+    /// wall-clock time; returns the punctuator's id, for [`Self::cancel`].
+    pub fn schedule(&mut self, interval: Duration, kind: PunctuationType) -> u32 {
+        let id = u32::try_from(self.task.schedules.len()).unwrap_or(u32::MAX);
+        let punctuator = Punctuator { id, kind, interval };
+        self.task.schedules.push(Schedule { node: self.node, punctuator, next: None, cancelled: false });
+        id
+    }
+
+    /// Cancels a punctuator this processor scheduled.
+    pub fn cancel(&mut self, id: u32) {
+        let node = self.node;
+        if let Some(s) = self.task.schedules.iter_mut().find(|s| s.punctuator.id == id && s.node == node) {
+            s.cancelled = true;
+        }
+    }
+
+    /// Asks for a commit as soon as possible (after the current record).
+    pub fn commit(&mut self) {
+        self.task.commit_requested = true;
+    }
+
+    fn store(&self, name: &str) -> Result<&TaskStore> {
+        let store = self.task.stores.iter().find(|s| s.spec.name == name).ok_or_else(|| {
+            Error::Topology(format!(
+                "task {} has no state store {name:?}: add it to the topology and connect it to this processor",
+                self.task.task
+            ))
+        })?;
+        if !store.connected.contains(&self.node) {
+            return Err(Error::Topology(format!(
+                "state store {name:?} is not connected to this processor; connect it with connect_processor_and_state_stores"
+            )));
+        }
+        Ok(store)
+    }
+
+    fn wrong_kind(name: &str, wanted: &str) -> Error {
+        Error::Topology(format!("state store {name:?} is not a {wanted} store"))
+    }
+
+    /// A key-value store connected to this processor. Its writes become
+    /// durable (and visible to queries) at the task's next commit.
+    pub fn key_value_store<'s, K, V>(&'s self, store: &'s KeyValueStoreRef<K, V>) -> Result<KeyValueStore<'s, K, V>> {
+        let s = self.store(store.name())?;
+        match &s.layout {
+            Layout::KeyValue => Ok(KeyValueStore { read: ReadOnlyKeyValueStore { bytes: &*s.overlay, store } }),
+            _ => Err(Self::wrong_kind(store.name(), "key-value")),
+        }
+    }
+
+    /// A window store connected to this processor.
+    pub fn window_store<'s, K, V>(&'s self, store: &'s WindowStoreRef<K, V>) -> Result<WindowStore<'s, K, V>> {
+        let s = self.store(store.name())?;
+        match &s.layout {
+            Layout::Window(bytes) => Ok(WindowStore { read: ReadOnlyWindowStore { bytes, store } }),
+            _ => Err(Self::wrong_kind(store.name(), "window")),
+        }
+    }
+
+    /// A session store connected to this processor.
+    pub fn session_store<'s, K, V>(&'s self, store: &'s SessionStoreRef<K, V>) -> Result<SessionStore<'s, K, V>> {
+        let s = self.store(store.name())?;
+        match &s.layout {
+            Layout::Session(bytes) => Ok(SessionStore { read: ReadOnlySessionStore { bytes, store } }),
+            _ => Err(Self::wrong_kind(store.name(), "session")),
+        }
+    }
+}
+
+/// A step of a topology: takes records of one type, forwards records of
+/// another (Kafka's `Processor<KIn, VIn, KOut, VOut>`).
+///
+/// One instance runs per task, on one thread at a time; `init` runs before
+/// the first record, `close` when the task closes.
+///
+/// ```
+/// use plexus_runtime::processor::{Processor, ProcessorContext, Record};
+///
+/// /// Forwards records whose value is longer than `min` characters.
+/// struct LongValues { min: usize }
+///
+/// impl Processor<String, String> for LongValues {
+///     fn process(&mut self, record: Record<String, String>, ctx: &mut ProcessorContext<'_, String, String>) -> plexus_runtime::Result<()> {
+///         if record.value.len() > self.min {
+///             ctx.forward(record)?;
+///         }
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait Processor<KIn, VIn, KOut = KIn, VOut = VIn>: Send + 'static {
+    /// Called once before the first record: schedule punctuators here.
+    fn init(&mut self, context: &mut ProcessorContext<'_, KOut, VOut>) -> Result<()> {
+        let _ = context;
+        Ok(())
+    }
+
+    /// Processes one record.
+    fn process(&mut self, record: Record<KIn, VIn>, context: &mut ProcessorContext<'_, KOut, VOut>) -> Result<()>;
+
+    /// A scheduled punctuator fired at `timestamp`.
+    fn punctuate(
+        &mut self,
+        punctuator: Punctuator,
+        timestamp: Timestamp,
+        context: &mut ProcessorContext<'_, KOut, VOut>,
+    ) -> Result<()> {
+        let _ = (punctuator, timestamp, context);
+        Ok(())
+    }
+
+    /// Called once when the task closes.
+    fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,69 @@
+//! Source and sink nodes: where records enter a sub-topology from a topic
+//! (deserialized) and leave it for a topic (serialized).
+
+use std::sync::Arc;
+
+use plexus_core::ConsumerRecord;
+
+use crate::error::{Error, Result};
+use crate::processor::node::Node;
+use crate::processor::{Child, OutputRecord, Record, TaskContext};
+use crate::serde::Serde;
+
+/// A source as the task feeds it: raw records from its topics.
+pub(crate) trait RawSource {
+    fn process_raw(&mut self, raw: &ConsumerRecord, task: &mut TaskContext) -> Result<()>;
+}
+
+pub(crate) struct SourceNode<K, V> {
+    pub(crate) key_serde: Arc<dyn Serde<K>>,
+    pub(crate) value_serde: Arc<dyn Serde<V>>,
+    pub(crate) children: Vec<Child<K, V>>,
+}
+
+impl<K: Clone, V: Clone> RawSource for SourceNode<K, V> {
+    fn process_raw(&mut self, raw: &ConsumerRecord, task: &mut TaskContext) -> Result<()> {
+        let at = |what: &str, e: crate::serde::SerdeError| Error::Deserialization {
+            topic: raw.topic.clone(),
+            partition: raw.partition,
+            offset: raw.offset,
+            reason: format!("{what}: {e}"),
+        };
+        let key = self.key_serde.deserialize(raw.key.as_deref()).map_err(|e| at("key", e))?;
+        let value = self.value_serde.deserialize(raw.value.as_deref()).map_err(|e| at("value", e))?;
+        let record = Record { key, value, timestamp: raw.timestamp, headers: raw.headers.clone() };
+        let Some((last, rest)) = self.children.split_last() else { return Ok(()) };
+        for child in rest {
+            child.process(record.clone(), task)?;
+        }
+        last.process(record, task)
+    }
+}
+
+pub(crate) struct SinkNode<K, V> {
+    pub(crate) name: String,
+    pub(crate) topic: String,
+    pub(crate) key_serde: Arc<dyn Serde<K>>,
+    pub(crate) value_serde: Arc<dyn Serde<V>>,
+}
+
+impl<K, V> Node<K, V> for SinkNode<K, V> {
+    fn process(&mut self, record: Record<K, V>, task: &mut TaskContext) -> Result<()> {
+        let at = |what: &str, e: crate::serde::SerdeError| Error::Serialization {
+            node: self.name.clone(),
+            topic: self.topic.clone(),
+            reason: format!("{what}: {e}"),
+        };
+        let key = self.key_serde.serialize(&record.key).map_err(|e| at("key", e))?;
+        let value = self.value_serde.serialize(&record.value).map_err(|e| at("value", e))?;
+        task.outputs.push(OutputRecord {
+            topic: self.topic.clone(),
+            partition: None,
+            key,
+            value,
+            timestamp: record.timestamp,
+            headers: record.headers,
+        });
+        Ok(())
+    }
+}
