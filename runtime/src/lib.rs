@@ -43,6 +43,6 @@ pub mod topology;
 
 pub use error::{Error, Result};
 pub use processor::{Processor, ProcessorContext, Record};
-pub use streams::{ProcessingGuarantee, QueryableKeyValueStore, Streams, StreamsConfig, StreamsState};
+pub use streams::{ProcessingGuarantee, QueryableKeyValueStore, Streams, StreamsConfig, StreamsMetrics, StreamsState};
 pub use test_driver::TopologyTestDriver;
 pub use topology::{StoreBuilder, Topology};

@@ -20,7 +20,7 @@ mod config;
 mod thread;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
@@ -71,6 +71,29 @@ pub(crate) struct Shared {
     /// A process id, stable across restarts of this instance (kept in
     /// `state.dir`), naming its transactional producers.
     pub(crate) process_id: String,
+    pub(crate) metrics: Metrics,
+}
+
+/// Counters the threads keep.
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    pub(crate) records_processed: AtomicU64,
+    pub(crate) records_restored: AtomicU64,
+    pub(crate) records_skipped: AtomicU64,
+    pub(crate) commits: AtomicU64,
+}
+
+/// A snapshot of an application's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StreamsMetrics {
+    /// Input records processed.
+    pub records_processed: u64,
+    /// Changelog records read back into stores on task creation.
+    pub records_restored: u64,
+    /// Input records skipped by the deserialization handler.
+    pub records_skipped: u64,
+    /// Commits completed.
+    pub commits: u64,
 }
 
 impl Shared {
@@ -148,6 +171,7 @@ impl Streams {
                 listener: Mutex::new(None),
                 failure: Mutex::new(None),
                 process_id,
+                metrics: Metrics::default(),
             }),
             threads: Vec::new(),
         })
@@ -203,6 +227,17 @@ impl Streams {
                 self.shared.set_state(StreamsState::NotRunning);
                 Ok(())
             }
+        }
+    }
+
+    /// The application's counters so far.
+    pub fn metrics(&self) -> StreamsMetrics {
+        let m = &self.shared.metrics;
+        StreamsMetrics {
+            records_processed: m.records_processed.load(Ordering::Relaxed),
+            records_restored: m.records_restored.load(Ordering::Relaxed),
+            records_skipped: m.records_skipped.load(Ordering::Relaxed),
+            commits: m.commits.load(Ordering::Relaxed),
         }
     }
 

@@ -252,6 +252,7 @@ impl StreamThread {
             }
         }
         self.positions.insert(tp, record.offset + 1);
+        self.shared.metrics.records_processed.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -272,6 +273,7 @@ impl StreamThread {
             }),
             DeserializationHandler::LogAndContinue => {
                 tracing::warn!(topic, partition, offset, reason, "skipping a record that cannot be deserialized");
+                self.shared.metrics.records_skipped.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
             DeserializationHandler::DeadLetterQueue { topic: dlq } => {
@@ -375,6 +377,7 @@ impl StreamThread {
             // processed again by the new owner (at least once).
             tracing::warn!(error = %e, "committing offsets failed; the records since the last commit will be processed again");
         }
+        self.shared.metrics.commits.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -474,6 +477,7 @@ impl StreamThread {
                 let records = consumer.poll(Duration::from_millis(200)).await.map_err(Error::Log)?;
                 let batch: Vec<_> = records.into_iter().filter_map(|r| r.key.map(|k| (k, r.value))).collect();
                 restored += batch.len();
+                self.shared.metrics.records_restored.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 let next = consumer.position(&tp).unwrap_or(end);
                 task.restore(spec.name(), &batch, next)?;
             }
