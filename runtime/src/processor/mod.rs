@@ -215,10 +215,20 @@ impl<KOut, VOut> ProcessorContext<'_, KOut, VOut> {
 
     /// Schedules [`Processor::punctuate`] every `interval` of stream time or
     /// wall-clock time; returns the punctuator's id, for [`Self::cancel`].
+    /// A stream-time punctuator first fires at the next record, a
+    /// wall-clock one after one interval.
     pub fn schedule(&mut self, interval: Duration, kind: PunctuationType) -> u32 {
         let id = u32::try_from(self.task.schedules.len()).unwrap_or(u32::MAX);
         let punctuator = Punctuator { id, kind, interval };
-        self.task.schedules.push(Schedule { node: self.node, punctuator, next: None, cancelled: false });
+        // As in Kafka Streams: a stream-time punctuator fires at the first
+        // record; a wall-clock one first after one interval.
+        let next = match kind {
+            PunctuationType::StreamTime => None,
+            PunctuationType::WallClockTime => {
+                Some(self.task.wall_clock.saturating_add(i64::try_from(interval.as_millis()).unwrap_or(i64::MAX)))
+            }
+        };
+        self.task.schedules.push(Schedule { node: self.node, punctuator, next, cancelled: false });
         id
     }
 

@@ -2,6 +2,7 @@
 //! store, its outputs, interactive queries, a restart, and the same
 //! topology in the test driver giving the same results.
 
+mod driver;
 mod eos;
 
 use std::collections::BTreeMap;
@@ -18,8 +19,8 @@ use plexus_runtime::{StoreBuilder, Streams, StreamsConfig, StreamsState, Topolog
 
 /// Counts words (the record values) in a key-value store and forwards
 /// each new count.
-struct Count {
-    store: KeyValueStoreRef<String, i64>,
+pub(crate) struct Count {
+    pub(crate) store: KeyValueStoreRef<String, i64>,
 }
 
 impl Processor<String, String, String, i64> for Count {
@@ -38,7 +39,7 @@ impl Processor<String, String, String, i64> for Count {
     }
 }
 
-fn counts_ref() -> KeyValueStoreRef<String, i64> {
+pub(crate) fn counts_ref() -> KeyValueStoreRef<String, i64> {
     KeyValueStoreRef::new("counts", StringSerde, I64Serde)
 }
 
