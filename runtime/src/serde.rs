@@ -146,6 +146,16 @@ impl Serde<()> for UnitSerde {
     }
 }
 
+/// A shared serde is a serde (so builders can hand one serde to many nodes).
+impl<T, S: Serde<T> + ?Sized> Serde<T> for std::sync::Arc<S> {
+    fn serialize(&self, value: &T) -> Result<Option<Bytes>, SerdeError> {
+        (**self).serialize(value)
+    }
+    fn deserialize(&self, bytes: Option<&[u8]>) -> Result<T, SerdeError> {
+        (**self).deserialize(bytes)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,3 @@
+//! The DSL operators through the test driver, one module per operator family.
+
+mod stateless;
