@@ -115,6 +115,11 @@ impl StreamTask {
             .collect()
     }
 
+    /// Whether a logged store has writes its changelog has not had.
+    pub(crate) fn has_changelog_writes(&self) -> bool {
+        self.context.stores.iter().any(|s| s.spec.logging && !s.overlay.is_clean())
+    }
+
     /// Bytes held uncommitted over all stores (the record caches' size).
     pub(crate) fn dirty_bytes(&self) -> usize {
         self.context.stores.iter().map(|s| s.overlay.dirty_bytes()).sum()

@@ -303,27 +303,9 @@ impl GroupCoordinator {
         generation: i32,
         offsets: &BTreeMap<TopicPartition, OffsetAndMetadata>,
     ) -> Result<()> {
-        {
-            let groups = self.groups();
-            if let Some(entry) = groups.get(group_id) {
-                entry.group.validate_commit(member_id, generation).map_err(|k| Self::group_error(group_id, k))?;
-            }
-        }
-        if offsets.is_empty() {
+        if !self.write_offsets(group_id, member_id, generation, offsets, ProducerStamp::NONE).await? {
             return Ok(());
         }
-        let records: Vec<Record> = offsets
-            .iter()
-            .map(|(tp, v)| Record {
-                key: Some(offsets::encode_key(group_id, tp)),
-                value: Some(offsets::encode_value(v)),
-                headers: Vec::new(),
-                timestamp: Some(v.commit_timestamp),
-            })
-            .collect();
-        let partition = self.offsets_partition(group_id)?;
-        let batch = encode_batch(&records, ProducerStamp::NONE, now_ms());
-        self.log.append(&TopicPartition::new(CONSUMER_OFFSETS_TOPIC, partition), batch).await?;
         let mut committed = self.state().committed.lock().unwrap_or_else(PoisonError::into_inner);
         let group = committed.entry(group_id.to_owned()).or_default();
         for (tp, v) in offsets {
@@ -346,6 +328,29 @@ impl GroupCoordinator {
         generation: i32,
         offsets: &BTreeMap<TopicPartition, OffsetAndMetadata>,
     ) -> Result<()> {
+        let stamp = ProducerStamp { producer_id, producer_epoch, base_sequence: -1, transactional: true };
+        if !self.write_offsets(group_id, member_id, generation, offsets, stamp).await? {
+            return Ok(());
+        }
+        let mut pending = self.state().pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let group = pending.entry(producer_id).or_default().entry(group_id.to_owned()).or_default();
+        for (tp, v) in offsets {
+            group.insert(tp.clone(), v.clone());
+        }
+        Ok(())
+    }
+
+    /// Checks the committer's membership and writes the offsets to the
+    /// group's `__consumer_offsets` partition, durably; `false` if there
+    /// was nothing to write.
+    async fn write_offsets(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        generation: i32,
+        offsets: &BTreeMap<TopicPartition, OffsetAndMetadata>,
+        stamp: ProducerStamp,
+    ) -> Result<bool> {
         {
             let groups = self.groups();
             if let Some(entry) = groups.get(group_id) {
@@ -353,7 +358,7 @@ impl GroupCoordinator {
             }
         }
         if offsets.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let records: Vec<Record> = offsets
             .iter()
@@ -365,15 +370,9 @@ impl GroupCoordinator {
             })
             .collect();
         let partition = self.offsets_partition(group_id)?;
-        let stamp = ProducerStamp { producer_id, producer_epoch, base_sequence: -1, transactional: true };
         let batch = encode_batch(&records, stamp, now_ms());
         self.log.append(&TopicPartition::new(CONSUMER_OFFSETS_TOPIC, partition), batch).await?;
-        let mut pending = self.state().pending.lock().unwrap_or_else(PoisonError::into_inner);
-        let group = pending.entry(producer_id).or_default().entry(group_id.to_owned()).or_default();
-        for (tp, v) in offsets {
-            group.insert(tp.clone(), v.clone());
-        }
-        Ok(())
+        Ok(true)
     }
 
     /// `__consumer_offsets` partition of a group, as Kafka picks it.

@@ -657,15 +657,7 @@ impl Log {
         let partition = self.partition(tp)?;
         let (info, flush_now, hw) = {
             let mut log = partition.lock();
-            let info = match log.append(&mut batch, now_ms()) {
-                Ok(info) => info,
-                Err(e @ Error::FsyncFailed { .. }) => {
-                    drop(log);
-                    tasks::go_offline(&self.inner, &e);
-                    return Err(e);
-                }
-                Err(e) => return Err(e),
-            };
+            let info = self.offline_on_fsync_failure(log.append(&mut batch, now_ms()))?;
             let config = log.config();
             let flush_now = config.durable_ack() || log.unflushed_records() >= config.flush_messages;
             (info, flush_now, log.high_watermark())
@@ -677,6 +669,15 @@ impl Log {
             self.inner.tasks.request_flush(&partition);
         }
         Ok((info, partition))
+    }
+
+    /// A failed fsync takes the whole data directory offline (it only wakes
+    /// waiters, so it may run under a partition's lock).
+    fn offline_on_fsync_failure<T>(&self, result: Result<T>) -> Result<T> {
+        if let Err(e @ Error::FsyncFailed { .. }) = &result {
+            tasks::go_offline(&self.inner, e);
+        }
+        result
     }
 
     async fn wait_durable(&self, partition: &Partition, upto: Offset) -> Result<()> {
@@ -745,15 +746,8 @@ impl Log {
         let partition = self.partition(tp)?;
         let (info, hw) = {
             let mut log = partition.lock();
-            let info = match log.append_marker(kind, producer_id, producer_epoch, 0, now_ms()) {
-                Ok(info) => info,
-                Err(e @ Error::FsyncFailed { .. }) => {
-                    drop(log);
-                    tasks::go_offline(&self.inner, &e);
-                    return Err(e);
-                }
-                Err(e) => return Err(e),
-            };
+            let info =
+                self.offline_on_fsync_failure(log.append_marker(kind, producer_id, producer_epoch, 0, now_ms()))?;
             (info, log.high_watermark())
         };
         if partition.hw.send_if_modified(|old| std::mem::replace(old, hw) != hw) {

@@ -321,7 +321,7 @@ impl StreamThread {
     async fn commit(&mut self) -> Result<()> {
         self.last_commit = Instant::now();
         self.send_outputs().await?;
-        if self.eos && !self.in_transaction && self.tasks.values().all(|t| t.changelog_writes().is_empty()) {
+        if self.eos && !self.in_transaction && !self.tasks.values().any(StreamTask::has_changelog_writes) {
             return Ok(()); // nothing processed since the last commit
         }
         if self.eos && !self.in_transaction {
