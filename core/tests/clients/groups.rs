@@ -136,21 +136,35 @@ async fn a_member_that_stops_heartbeating_loses_its_partitions() {
         topics: vec!["work".into()],
         ..Default::default()
     });
-    let joined = coordinator
-        .join_group(
-            "workers",
-            JoinRequest {
-                member_id: None,
-                client_id: "silent".into(),
-                session_timeout_ms: 1500,
-                rebalance_timeout_ms: 5000,
-                protocols: vec![("range".into(), subscription.clone()), ("cooperative-sticky".into(), subscription)],
-            },
-        )
-        .await
-        .expect("join");
-    let assigned: Bytes =
-        coordinator.sync_group("workers", &joined.member_id, joined.generation, None).await.expect("sync");
+    // As a real member does, it rejoins when a rebalance starts between
+    // its join and its sync (the others may rebalance twice).
+    let mut member_id = None;
+    let assigned: Bytes = loop {
+        let joined = coordinator
+            .join_group(
+                "workers",
+                JoinRequest {
+                    member_id: member_id.clone(),
+                    client_id: "silent".into(),
+                    session_timeout_ms: 1500,
+                    rebalance_timeout_ms: 5000,
+                    protocols: vec![
+                        ("range".into(), subscription.clone()),
+                        ("cooperative-sticky".into(), subscription.clone()),
+                    ],
+                },
+            )
+            .await
+            .expect("join");
+        member_id = Some(joined.member_id.clone());
+        match coordinator.sync_group("workers", &joined.member_id, joined.generation, None).await {
+            Ok(assigned) => break assigned,
+            Err(plexus_core::Error::Group {
+                kind: plexus_core::group::GroupErrorKind::RebalanceInProgress, ..
+            }) => {}
+            Err(e) => panic!("sync: {e}"),
+        }
+    };
     let partitions = plexus_core::group::protocol::decode_assignment(&assigned).expect("assignment");
     assert_eq!(partitions.len(), 2, "the silent member got its share: {partitions:?}");
     await_assignment(&admin, &[2, 2, 2]).await;
