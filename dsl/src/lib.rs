@@ -22,43 +22,31 @@
 //! assert_eq!(driver.read_output("shouted", &StringSerde, &StringSerde).unwrap()[0].value, "HI");
 //! ```
 
+mod aggregate;
+mod grouped;
+mod join;
 mod kstream;
+mod ktable;
+mod options;
+mod processors;
+mod suppress;
+mod windows;
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::Arc;
 
-use plexus_runtime::serde::Serde;
+use plexus_runtime::topology::{NodeHandle, StoreBuilder};
 use plexus_runtime::{Error, Result, Topology};
 
-pub use kstream::KStream;
+pub use grouped::{CogroupedKStream, KGroupedStream, SessionWindowedKStream, TimeWindowedKStream};
+pub use join::JoinWindows;
+pub use kstream::{Branched, KStream};
+pub use ktable::{Change, KTable};
+pub use options::{Consumed, Grouped, Joined, Materialized, Produced, Repartitioned, StreamJoined};
+pub use suppress::{BufferConfig, Suppressed};
+pub use windows::{SessionWindows, SlidingWindows, TimeWindows, Window, Windowed, WindowedSerde};
 
-/// Serdes of a source topic (Kafka's `Consumed`).
-pub struct Consumed<K, V> {
-    pub(crate) key_serde: Arc<dyn Serde<K>>,
-    pub(crate) value_serde: Arc<dyn Serde<V>>,
-}
-
-impl<K, V> Consumed<K, V> {
-    /// Reads keys and values with these serdes.
-    pub fn with(key_serde: impl Serde<K> + 'static, value_serde: impl Serde<V> + 'static) -> Self {
-        Self { key_serde: Arc::new(key_serde), value_serde: Arc::new(value_serde) }
-    }
-}
-
-/// Serdes of a sink topic (Kafka's `Produced`).
-pub struct Produced<K, V> {
-    pub(crate) key_serde: Arc<dyn Serde<K>>,
-    pub(crate) value_serde: Arc<dyn Serde<V>>,
-}
-
-impl<K, V> Produced<K, V> {
-    /// Writes keys and values with these serdes.
-    pub fn with(key_serde: impl Serde<K> + 'static, value_serde: impl Serde<V> + 'static) -> Self {
-        Self { key_serde: Arc::new(key_serde), value_serde: Arc::new(value_serde) }
-    }
-}
-
+/// The builder's state, shared by the streams and tables it hands out.
 pub(crate) struct Inner {
     pub(crate) topology: Topology,
     counter: usize,
@@ -76,6 +64,68 @@ impl Inner {
 
     pub(crate) fn record_error(&mut self, e: Error) {
         self.error.get_or_insert(e);
+    }
+
+    /// The value of `r`, or `None` with its error recorded for `build`.
+    pub(crate) fn ok<T>(&mut self, r: Result<T>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.record_error(e);
+                None
+            }
+        }
+    }
+
+    /// Adds a processor node named `name` (recording a failure).
+    pub(crate) fn processor<KIn, VIn, KOut, VOut, P>(
+        &mut self,
+        name: &str,
+        supplier: impl Fn() -> P + Send + Sync + 'static,
+        parents: &[NodeHandle<KIn, VIn>],
+    ) -> Option<NodeHandle<KOut, VOut>>
+    where
+        P: plexus_runtime::processor::Processor<KIn, VIn, KOut, VOut>,
+        KIn: 'static,
+        VIn: 'static,
+        KOut: Clone + 'static,
+        VOut: Clone + 'static,
+    {
+        let r = self.topology.add_processor(name, supplier, parents);
+        self.ok(r)
+    }
+
+    /// Adds a state store used by the named processors (recording a failure).
+    pub(crate) fn store(&mut self, store: StoreBuilder, processors: &[&str]) {
+        let r = self.topology.add_state_store(store, processors);
+        self.ok(r);
+    }
+
+    /// Gives a processor access to an existing store (recording a failure).
+    pub(crate) fn connect(&mut self, processor: &str, stores: &[&str]) {
+        let r = self.topology.connect_processor_and_state_stores(processor, stores);
+        self.ok(r);
+    }
+}
+
+/// The serde an operator needs: the one given, else the one the stream
+/// knows; a missing one fails the build naming the operator.
+pub(crate) fn need_serde<T: ?Sized>(
+    inner: &mut Inner,
+    given: Option<std::sync::Arc<T>>,
+    known: Option<&std::sync::Arc<T>>,
+    what: &str,
+    operator: &str,
+    option: &str,
+) -> Option<std::sync::Arc<T>> {
+    match given.or_else(|| known.cloned()) {
+        Some(s) => Some(s),
+        None => {
+            inner.record_error(Error::Topology(format!(
+                "{operator}: the {what} serde is not known (an earlier operator changed the type); pass one with {option}"
+            )));
+            None
+        }
     }
 }
 
@@ -105,15 +155,39 @@ impl StreamsBuilder {
     {
         let mut inner = self.inner.borrow_mut();
         let name = inner.name("KSTREAM-SOURCE");
-        let node = inner.topology.add_source(&name, &[topic], consumed.key_serde, consumed.value_serde);
-        let node = match node {
-            Ok(n) => Some(n),
-            Err(e) => {
-                inner.record_error(e);
-                None
-            }
-        };
-        KStream { builder: self.clone(), node }
+        let node = inner.topology.add_source(
+            &name,
+            &[topic],
+            std::sync::Arc::clone(&consumed.key_serde),
+            std::sync::Arc::clone(&consumed.value_serde),
+        );
+        let node = inner.ok(node);
+        KStream {
+            builder: self.clone(),
+            node,
+            key_serde: Some(consumed.key_serde),
+            value_serde: Some(consumed.value_serde),
+            repartition_required: false,
+        }
+    }
+
+    /// A table of the latest value per key of `topic` (a record with a
+    /// null value deletes its key), materialized in a store named by
+    /// `materialized` (queryable under that name) or generated.
+    pub fn table<K, V>(&self, topic: &str, consumed: Consumed<K, V>, materialized: Materialized<K, V>) -> KTable<K, V>
+    where
+        K: Clone + 'static,
+        V: Clone + 'static,
+    {
+        ktable::source_table(self, topic, consumed, materialized)
+    }
+
+    /// Adds a state store for custom processors ([`KStream::process`]),
+    /// which name it to use it.
+    pub fn add_state_store(&self, store: StoreBuilder) {
+        let mut inner = self.inner.borrow_mut();
+        let r = inner.topology.add_state_store(store, &[]);
+        inner.ok(r);
     }
 
     /// The topology, or the first error an operator met. The builder is

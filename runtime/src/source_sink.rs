@@ -40,24 +40,45 @@ impl<K: Clone, V: Clone> RawSource for SourceNode<K, V> {
     }
 }
 
+/// Picks a record's topic (Kafka's `TopicNameExtractor`).
+pub(crate) type TopicExtractor<K, V> = Arc<dyn Fn(&K, &V) -> String + Send + Sync>;
+
+/// Where a sink writes: one topic, or a topic chosen per record.
+pub(crate) enum SinkTopic<K, V> {
+    Fixed(String),
+    Dynamic(TopicExtractor<K, V>),
+}
+
 pub(crate) struct SinkNode<K, V> {
     pub(crate) name: String,
-    pub(crate) topic: String,
+    pub(crate) topic: SinkTopic<K, V>,
     pub(crate) key_serde: Arc<dyn Serde<K>>,
     pub(crate) value_serde: Arc<dyn Serde<V>>,
 }
 
 impl<K, V> Node<K, V> for SinkNode<K, V> {
     fn process(&mut self, record: Record<K, V>, task: &mut TaskContext) -> Result<()> {
+        let topic = match &self.topic {
+            SinkTopic::Fixed(t) => t.clone(),
+            SinkTopic::Dynamic(extract) => {
+                let t = extract(&record.key, &record.value);
+                plexus_core::config::validate_topic_name(&t).map_err(|e| Error::Serialization {
+                    node: self.name.clone(),
+                    topic: t.clone(),
+                    reason: format!("the topic name extractor chose an invalid topic: {e}"),
+                })?;
+                t
+            }
+        };
         let at = |what: &str, e: crate::serde::SerdeError| Error::Serialization {
             node: self.name.clone(),
-            topic: self.topic.clone(),
+            topic: topic.clone(),
             reason: format!("{what}: {e}"),
         };
         let key = self.key_serde.serialize(&record.key).map_err(|e| at("key", e))?;
         let value = self.value_serde.serialize(&record.value).map_err(|e| at("value", e))?;
         task.outputs.push(OutputRecord {
-            topic: self.topic.clone(),
+            topic,
             partition: None,
             key,
             value,

@@ -66,7 +66,7 @@ impl StreamTask {
                 .filter(|&&c| topology.nodes[c].parents.contains(&i))
                 .filter_map(|&c| built[c].clone())
                 .collect();
-            let node = (spec.builder)(i, children)?;
+            let node = (spec.builder)(i, &spec.kind, children)?;
             built[i] = node.as_child;
             if let Some(lifecycle) = node.lifecycle {
                 nodes.push((i, lifecycle));
@@ -239,6 +239,11 @@ impl StreamTask {
             }
         }
         Ok(())
+    }
+
+    /// Takes the count of records processors dropped since the last call.
+    pub(crate) fn take_dropped_records(&mut self) -> u64 {
+        std::mem::take(&mut self.context.dropped_records)
     }
 
     /// Takes the records the sinks produced since the last call.

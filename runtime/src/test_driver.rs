@@ -8,7 +8,8 @@
 //! read (repartition topics) are processed by those tasks in turn, until
 //! nothing is left. Unlike Kafka Streams' driver, topics may have several
 //! partitions, so key changes and co-partitioned joins behave as they do
-//! on a cluster. After each piped record every task commits: changelog
+//! on a cluster. Internal topics are named `test-driver-<name>`, as if
+//! the application id were `test-driver`. After each piped record every task commits: changelog
 //! records go to their in-memory topics and the stores' writes are applied.
 //!
 //! ```
@@ -51,7 +52,7 @@ use crate::state::{
     SessionBytesStore, SessionStoreRef, WindowBytesStore, WindowStoreRef,
 };
 use crate::task::StreamTask;
-use crate::topology::{NodeKind, StoreKind, Topology};
+use crate::topology::{StoreKind, Topology};
 
 /// The application id the driver names changelog topics with.
 const APPLICATION_ID: &str = "test-driver";
@@ -66,6 +67,9 @@ struct TestTopic {
 /// Runs a topology in memory (see the module docs).
 pub struct TopologyTestDriver {
     topology: Topology,
+    /// The partition counts of the internal (repartition) topics, derived
+    /// at the first piped record from the topics then known.
+    internal_partitions: Option<BTreeMap<String, i32>>,
     topics: BTreeMap<String, TestTopic>,
     default_partitions: i32,
     tasks: BTreeMap<TaskId, StreamTask>,
@@ -74,6 +78,7 @@ pub struct TopologyTestDriver {
     /// Records appended but not yet processed, in order.
     pending: VecDeque<(String, i32, usize)>,
     wall_clock: Timestamp,
+    dropped_records: u64,
 }
 
 impl std::fmt::Debug for TopologyTestDriver {
@@ -90,28 +95,22 @@ impl TopologyTestDriver {
 
     /// A driver whose topics have `partitions` partitions each (change one
     /// topic's count with [`Self::create_topic`] before piping).
-    pub fn with_partitions(topology: Topology, partitions: i32) -> Result<Self> {
+    pub fn with_partitions(mut topology: Topology, partitions: i32) -> Result<Self> {
         if partitions < 1 {
             return Err(Error::Topology(format!("{partitions} partitions: topics need at least one")));
         }
-        let mut readers = BTreeMap::new();
-        for (id, members) in topology.subtopologies().iter().enumerate() {
-            for &i in members {
-                if let NodeKind::Source { topics } = &topology.nodes[i].kind {
-                    for t in topics {
-                        readers.insert(t.clone(), u32::try_from(id).unwrap_or(u32::MAX));
-                    }
-                }
-            }
-        }
+        topology.resolve_internal_topics(APPLICATION_ID)?;
+        let readers = topology.readers();
         Ok(Self {
             topology,
+            internal_partitions: None,
             topics: BTreeMap::new(),
             default_partitions: partitions,
             tasks: BTreeMap::new(),
             readers,
             pending: VecDeque::new(),
             wall_clock: 0,
+            dropped_records: 0,
         })
     }
 
@@ -126,7 +125,8 @@ impl TopologyTestDriver {
     }
 
     fn topic(&mut self, name: &str) -> &mut TestTopic {
-        let n = usize::try_from(self.default_partitions).unwrap_or(1);
+        let partitions = self.internal_partitions.as_ref().and_then(|c| c.get(name).copied());
+        let n = usize::try_from(partitions.unwrap_or(self.default_partitions)).unwrap_or(1);
         self.topics
             .entry(name.to_owned())
             .or_insert_with(|| TestTopic { partitions: vec![Vec::new(); n], read: vec![0; n] })
@@ -168,6 +168,13 @@ impl TopologyTestDriver {
         timestamp: Timestamp,
         headers: Vec<Header>,
     ) -> Result<()> {
+        if self.internal_partitions.is_none() {
+            let (topics, default) = (&self.topics, self.default_partitions);
+            let counts = self.topology.internal_topic_partitions(|t| {
+                Ok(topics.get(t).map_or(default, |t| i32::try_from(t.partitions.len()).unwrap_or(1)))
+            })?;
+            self.internal_partitions = Some(counts);
+        }
         self.append(OutputRecord { topic: topic.to_owned(), partition: None, key, value, timestamp, headers });
         self.run()
     }
@@ -208,6 +215,7 @@ impl TopologyTestDriver {
                 self.append(out);
             }
         }
+        self.dropped_records += self.tasks.values_mut().map(StreamTask::take_dropped_records).sum::<u64>();
         for out in self.tasks.values_mut().flat_map(StreamTask::take_outputs).collect::<Vec<_>>() {
             self.append(out);
         }
@@ -352,6 +360,12 @@ impl TopologyTestDriver {
             out.extend(ReadOnlySessionStore { bytes: &sessions, store }.fetch(key)?);
         }
         Ok(out)
+    }
+
+    /// Records processors dropped so far (late for their window, say):
+    /// the runtime's `records_dropped` metric.
+    pub fn dropped_records(&self) -> u64 {
+        self.dropped_records
     }
 
     /// Closes every task.

@@ -125,6 +125,9 @@ pub(crate) struct TaskContext {
     pub(crate) outputs: Vec<OutputRecord>,
     pub(crate) commit_requested: bool,
     pub(crate) stores: Vec<TaskStore>,
+    /// Records processors dropped (late for their window, say) since the
+    /// metrics last took them.
+    pub(crate) dropped_records: u64,
 }
 
 impl TaskContext {
@@ -138,6 +141,7 @@ impl TaskContext {
             outputs: Vec::new(),
             commit_requested: false,
             stores: Vec::new(),
+            dropped_records: 0,
         }
     }
 }
@@ -238,6 +242,13 @@ impl<KOut, VOut> ProcessorContext<'_, KOut, VOut> {
         if let Some(s) = self.task.schedules.iter_mut().find(|s| s.punctuator.id == id && s.node == node) {
             s.cancelled = true;
         }
+    }
+
+    /// Counts a record this processor dropped — too late for its window,
+    /// say — in the task's dropped-records metric (Kafka's
+    /// `dropped-records-total`).
+    pub fn record_dropped(&mut self) {
+        self.task.dropped_records += 1;
     }
 
     /// Asks for a commit as soon as possible (after the current record).

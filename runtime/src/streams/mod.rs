@@ -80,6 +80,7 @@ pub(crate) struct Metrics {
     pub(crate) records_processed: AtomicU64,
     pub(crate) records_restored: AtomicU64,
     pub(crate) records_skipped: AtomicU64,
+    pub(crate) records_dropped: AtomicU64,
     pub(crate) commits: AtomicU64,
 }
 
@@ -92,6 +93,9 @@ pub struct StreamsMetrics {
     pub records_restored: u64,
     /// Input records skipped by the deserialization handler.
     pub records_skipped: u64,
+    /// Records processors dropped: too late for their window (after its
+    /// grace period), say (Kafka's `dropped-records-total`).
+    pub records_dropped: u64,
     /// Commits completed.
     pub commits: u64,
 }
@@ -152,8 +156,9 @@ impl std::fmt::Debug for Streams {
 
 impl Streams {
     /// An application running `topology` with `config` on the log behind `clients`.
-    pub fn new(topology: Topology, config: StreamsConfig, clients: impl Clients + 'static) -> Result<Self> {
+    pub fn new(mut topology: Topology, config: StreamsConfig, clients: impl Clients + 'static) -> Result<Self> {
         config.validate()?;
+        topology.resolve_internal_topics(&config.application_id)?;
         if topology.source_topics().is_empty() {
             return Err(Error::Topology("the topology reads no topic: add a source".into()));
         }
@@ -237,6 +242,7 @@ impl Streams {
             records_processed: m.records_processed.load(Ordering::Relaxed),
             records_restored: m.records_restored.load(Ordering::Relaxed),
             records_skipped: m.records_skipped.load(Ordering::Relaxed),
+            records_dropped: m.records_dropped.load(Ordering::Relaxed),
             commits: m.commits.load(Ordering::Relaxed),
         }
     }

@@ -38,23 +38,11 @@ use crate::topology::{NodeKind, StoreBuilder};
 /// How long one poll waits for records.
 const POLL: Duration = Duration::from_millis(50);
 
-/// Which sub-topology reads each source topic.
-fn readers(shared: &Shared) -> BTreeMap<String, u32> {
-    let mut out = BTreeMap::new();
-    for (id, members) in shared.topology.subtopologies().iter().enumerate() {
-        for &i in members {
-            if let NodeKind::Source { topics } = &shared.topology.nodes[i].kind {
-                for t in topics {
-                    out.insert(t.clone(), u32::try_from(id).unwrap_or(u32::MAX));
-                }
-            }
-        }
-    }
-    out
-}
-
-/// Creates the changelog topics (compacted, as many partitions as the
-/// store's sub-topology has input partitions) before the threads start.
+/// Creates the internal topics before the threads start: repartition
+/// topics (partition counts as [`crate::topology::InternalTopic`] says) and
+/// changelog topics (compacted, as many partitions as the store's
+/// sub-topology has input partitions). Fails when a source topic is
+/// missing or joined topics are not co-partitioned.
 pub(super) fn create_internal_topics(shared: &Shared) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| Error::Io {
         store: "runtime".into(),
@@ -63,37 +51,90 @@ pub(super) fn create_internal_topics(shared: &Shared) -> Result<()> {
     })?;
     runtime.block_on(async {
         let admin = shared.clients.admin();
+        let topology = &shared.topology;
         let existing: BTreeSet<String> = admin.list_topics().await.map_err(Error::Log)?.into_iter().collect();
-        let subtopologies = shared.topology.subtopologies();
-        for store in shared.topology.stores.iter().filter(|s| s.logging) {
+        let internal: BTreeSet<&str> = topology.internal_topics().iter().map(|t| t.name.as_str()).collect();
+        let mut counts = BTreeMap::new();
+        for topic in
+            topology.source_topics().into_iter().chain(topology.copartition_groups.iter().flatten().map(String::as_str))
+        {
+            if internal.contains(topic) || counts.contains_key(topic) {
+                continue;
+            }
+            let d = admin.describe_topic(topic).await.map_err(|e| {
+                Error::Topology(format!(
+                    "source topic {topic:?} cannot be read ({e}); create it before starting the application"
+                ))
+            })?;
+            counts.insert(topic.to_owned(), i32::try_from(d.partitions.len()).unwrap_or(1));
+        }
+        let internal_counts = topology.internal_topic_partitions(|t| {
+            counts.get(t).copied().ok_or_else(|| Error::Topology(format!("topic {t:?} is not known")))
+        })?;
+        let create = |topic: String, partitions: i32, compact: bool| {
+            let admin = &admin;
+            async move {
+                let mut config = TopicConfig::default();
+                if compact {
+                    config.set("cleanup.policy", "compact").map_err(|e| Error::Log(e.into()))?;
+                }
+                match admin.create_topic(&topic, partitions, config).await {
+                    Ok(()) | Err(plexus_core::Error::TopicExists(_)) => Ok(()),
+                    Err(e) => Err(Error::Log(e)),
+                }
+            }
+        };
+        for (topic, &partitions) in &internal_counts {
+            if !existing.contains(topic) {
+                create(topic.clone(), partitions, false).await?;
+            }
+        }
+        counts.extend(internal_counts);
+        let subtopologies = topology.subtopologies();
+        for store in topology.stores.iter().filter(|s| s.logging) {
             let topic = store.changelog_topic(&shared.config.application_id);
             if existing.contains(&topic) {
                 continue;
             }
-            let mut partitions = 1;
-            for members in &subtopologies {
-                if !members.iter().any(|&i| shared.topology.nodes[i].stores.contains(&store.name)) {
-                    continue;
-                }
-                for &i in members {
-                    if let NodeKind::Source { topics } = &shared.topology.nodes[i].kind {
-                        for t in topics {
-                            if let Ok(d) = admin.describe_topic(t).await {
-                                partitions = partitions.max(i32::try_from(d.partitions.len()).unwrap_or(1));
-                            }
-                        }
-                    }
-                }
-            }
-            let mut config = TopicConfig::default();
-            config.set("cleanup.policy", "compact").map_err(|e| Error::Log(e.into()))?;
-            match admin.create_topic(&topic, partitions, config).await {
-                Ok(()) | Err(plexus_core::Error::TopicExists(_)) => {}
-                Err(e) => return Err(Error::Log(e)),
-            }
+            let partitions = subtopologies
+                .iter()
+                .filter(|members| members.iter().any(|&i| topology.nodes[i].stores.contains(&store.name)))
+                .flatten()
+                .filter_map(|&i| match &topology.nodes[i].kind {
+                    NodeKind::Source { topics } => Some(topics.iter().filter_map(|t| counts.get(t).copied())),
+                    _ => None,
+                })
+                .flatten()
+                .max()
+                .unwrap_or(1);
+            create(topic, partitions, true).await?;
         }
         Ok(())
     })
+}
+
+/// The records of one poll in the order a task should see them: each
+/// partition's records in offset order, the partitions interleaved by
+/// their next record's timestamp (Kafka Streams' `PartitionGroup` choice),
+/// so that a join sees a table update before a later-stamped stream record
+/// fetched in the same poll.
+fn in_timestamp_order(records: Vec<ConsumerRecord>) -> Vec<ConsumerRecord> {
+    use std::collections::VecDeque;
+    let mut queues: Vec<VecDeque<ConsumerRecord>> = Vec::new();
+    for r in records {
+        match queues.iter_mut().find(|q| q.front().is_some_and(|h| h.partition == r.partition && h.topic == r.topic)) {
+            Some(q) => q.push_back(r),
+            None => queues.push(VecDeque::from([r])),
+        }
+    }
+    if queues.len() <= 1 {
+        return queues.pop().map(Vec::from).unwrap_or_default();
+    }
+    let mut out = Vec::with_capacity(queues.iter().map(VecDeque::len).sum());
+    while let Some(q) = queues.iter_mut().filter(|q| !q.is_empty()).min_by_key(|q| q.front().map(|r| r.timestamp)) {
+        out.extend(q.pop_front());
+    }
+    out
 }
 
 /// The thread's body: runs until shutdown or a failure.
@@ -159,7 +200,7 @@ impl StreamThread {
         }
         let producer = shared.clients.producer(pc).map_err(Error::Log)?;
         Ok(Self {
-            readers: readers(&shared),
+            readers: shared.topology.readers(),
             shared,
             consumer,
             producer,
@@ -188,7 +229,7 @@ impl StreamThread {
                     continue; // positions went back to the committed offsets: fetched again
                 }
             }
-            for record in records {
+            for record in in_timestamp_order(records) {
                 self.process(&record).await?;
             }
             let now = now_ms();
@@ -298,6 +339,8 @@ impl StreamThread {
 
     /// Sends what the tasks' sinks produced.
     async fn send_outputs(&mut self) -> Result<()> {
+        let dropped: u64 = self.tasks.values_mut().map(StreamTask::take_dropped_records).sum();
+        self.shared.metrics.records_dropped.fetch_add(dropped, Ordering::Relaxed);
         let outputs: Vec<_> = self.tasks.values_mut().flat_map(StreamTask::take_outputs).collect();
         if outputs.is_empty() {
             return Ok(());

@@ -11,6 +11,7 @@
 //! sub-topology on one partition of its input topics.
 
 mod describe;
+mod internal;
 mod store;
 
 use std::any::Any;
@@ -24,8 +25,9 @@ use crate::error::{Error, Result};
 use crate::processor::node::{Lifecycle, Node, ProcessorNode};
 use crate::processor::{Child, Processor};
 use crate::serde::Serde;
-use crate::source_sink::{RawSource, SinkNode, SourceNode};
+use crate::source_sink::{RawSource, SinkNode, SinkTopic, SourceNode, TopicExtractor};
 pub use describe::TopologyDescription;
+pub use internal::InternalTopic;
 pub use store::{StoreBuilder, StoreKind};
 
 /// A typed handle on a node of a [`Topology`]: what its records look like
@@ -48,6 +50,9 @@ impl<K, V> std::fmt::Debug for NodeHandle<K, V> {
     }
 }
 
+/// How `describe()` shows the topic of a sink that picks topics per record.
+const DYNAMIC_TOPIC: &str = "[topic chosen per record]";
+
 /// What kind of node, for `describe()` and for routing input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum NodeKind {
@@ -56,10 +61,11 @@ pub(crate) enum NodeKind {
     Sink { topic: String },
 }
 
-/// A node's type-erased builder: given its children (each a `Child<KOut,
-/// VOut>` behind `Any`), builds the node for one task and returns
-/// how parents reach it and how the task drives it.
-pub(crate) type Builder = Arc<dyn Fn(usize, Vec<Rc<dyn Any>>) -> Result<Built> + Send + Sync>;
+/// A node's type-erased builder: given its index, its kind (with its
+/// topics resolved) and its children (each a `Child<KOut, VOut>` behind
+/// `Any`), builds the node for one task and returns how parents reach it
+/// and how the task drives it.
+pub(crate) type Builder = Arc<dyn Fn(usize, &NodeKind, Vec<Rc<dyn Any>>) -> Result<Built> + Send + Sync>;
 
 /// One built node.
 pub(crate) struct Built {
@@ -106,6 +112,15 @@ pub(crate) struct NodeSpec {
 pub struct Topology {
     pub(crate) nodes: Vec<NodeSpec>,
     pub(crate) stores: Vec<StoreBuilder>,
+    /// Topics the application owns (repartition topics), by their names
+    /// without the `<application.id>-` prefix.
+    pub(crate) internal_topics: Vec<InternalTopic>,
+    /// Groups of topics that must have as many partitions as each other
+    /// (the inputs of a join), checked when the application starts.
+    pub(crate) copartition_groups: Vec<Vec<String>>,
+    /// The application id internal topic names were prefixed with, once
+    /// they were.
+    pub(crate) resolved_for: Option<String>,
 }
 
 impl std::fmt::Debug for Topology {
@@ -159,7 +174,7 @@ impl Topology {
         }
         let (key_serde, value_serde) = (Arc::new(key_serde), Arc::new(value_serde));
         let node_name = name.to_owned();
-        let builder: Builder = Arc::new(move |_, children| {
+        let builder: Builder = Arc::new(move |_, _, children| {
             let children = downcast_children::<K, V>(&node_name, children)?;
             let node = SourceNode {
                 key_serde: Arc::clone(&key_serde) as Arc<dyn Serde<K>>,
@@ -191,7 +206,7 @@ impl Topology {
         self.check_name(name)?;
         let parents = self.check_parents(name, parents)?;
         let node_name = name.to_owned();
-        let builder: Builder = Arc::new(move |index, children| {
+        let builder: Builder = Arc::new(move |index, _, children| {
             let children = downcast_children::<KOut, VOut>(&node_name, children)?;
             let node =
                 Rc::new(RefCell::new(ProcessorNode { index, processor: supplier(), children, _types: PhantomData }));
@@ -223,11 +238,15 @@ impl Topology {
         plexus_core::config::validate_topic_name(topic).map_err(|e| Error::Topology(format!("sink {name:?}: {e}")))?;
         let parents = self.check_parents(name, parents)?;
         let (key_serde, value_serde) = (Arc::new(key_serde), Arc::new(value_serde));
-        let (node_name, topic_name) = (name.to_owned(), topic.to_owned());
-        let builder: Builder = Arc::new(move |_, _| {
+        let node_name = name.to_owned();
+        let builder: Builder = Arc::new(move |_, kind, _| {
+            // The topic as resolved (an internal one gets its prefix).
+            let NodeKind::Sink { topic } = kind else {
+                return Err(Error::Topology(format!("node {node_name:?} is not a sink")));
+            };
             let node = SinkNode::<K, V> {
                 name: node_name.clone(),
-                topic: topic_name.clone(),
+                topic: SinkTopic::Fixed(topic.clone()),
                 key_serde: Arc::clone(&key_serde) as Arc<dyn Serde<K>>,
                 value_serde: Arc::clone(&value_serde) as Arc<dyn Serde<V>>,
             };
@@ -235,6 +254,39 @@ impl Topology {
             Ok(Built { as_child: Some(Rc::new(Child(as_child))), lifecycle: None, source: None })
         });
         self.push(name, NodeKind::Sink { topic: topic.to_owned() }, parents, builder);
+        Ok(())
+    }
+
+    /// A sink writing each record of its parents to the topic `extractor`
+    /// names for it (Kafka's `TopicNameExtractor`); the topics must exist.
+    pub fn add_dynamic_sink<K, V>(
+        &mut self,
+        name: &str,
+        extractor: impl Fn(&K, &V) -> String + Send + Sync + 'static,
+        key_serde: impl Serde<K> + 'static,
+        value_serde: impl Serde<V> + 'static,
+        parents: &[NodeHandle<K, V>],
+    ) -> Result<()>
+    where
+        K: 'static,
+        V: 'static,
+    {
+        self.check_name(name)?;
+        let parents = self.check_parents(name, parents)?;
+        let (key_serde, value_serde) = (Arc::new(key_serde), Arc::new(value_serde));
+        let extractor: TopicExtractor<K, V> = Arc::new(extractor);
+        let node_name = name.to_owned();
+        let builder: Builder = Arc::new(move |_, _, _| {
+            let node = SinkNode::<K, V> {
+                name: node_name.clone(),
+                topic: SinkTopic::Dynamic(Arc::clone(&extractor)),
+                key_serde: Arc::clone(&key_serde) as Arc<dyn Serde<K>>,
+                value_serde: Arc::clone(&value_serde) as Arc<dyn Serde<V>>,
+            };
+            let as_child: Rc<RefCell<dyn Node<K, V>>> = Rc::new(RefCell::new(node));
+            Ok(Built { as_child: Some(Rc::new(Child(as_child))), lifecycle: None, source: None })
+        });
+        self.push(name, NodeKind::Sink { topic: DYNAMIC_TOPIC.to_owned() }, parents, builder);
         Ok(())
     }
 
@@ -309,6 +361,21 @@ impl Topology {
             })
             .flatten()
             .collect()
+    }
+
+    /// Which sub-topology reads each source topic.
+    pub(crate) fn readers(&self) -> std::collections::BTreeMap<String, u32> {
+        let mut out = std::collections::BTreeMap::new();
+        for (id, members) in self.subtopologies().iter().enumerate() {
+            for &i in members {
+                if let NodeKind::Source { topics } = &self.nodes[i].kind {
+                    for t in topics {
+                        out.insert(t.clone(), u32::try_from(id).unwrap_or(u32::MAX));
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// The node indexes of each sub-topology (nodes connected by parent

@@ -1,0 +1,163 @@
+//! Joins: stream–table, stream–stream within windows (inner, left, outer),
+//! table–table, and the co-partitioning they need.
+
+use std::time::Duration;
+
+use plexus_dsl::{Consumed, JoinWindows, Materialized, Produced, Repartitioned, StreamJoined, StreamsBuilder};
+use plexus_runtime::TopologyTestDriver;
+use plexus_runtime::serde::{I64Serde, OptionSerde, StringSerde};
+
+use crate::{owned, pipe, read};
+
+fn s(x: &str) -> String {
+    x.to_owned()
+}
+
+#[test]
+fn stream_table_inner_and_left_joins_see_the_table_as_of_each_record() {
+    let builder = StreamsBuilder::new();
+    let customers =
+        builder.table("customers", Consumed::with(StringSerde, StringSerde), Materialized::named("customers"));
+    let orders = builder.stream("orders", Consumed::with(StringSerde, I64Serde));
+    orders
+        .join(&customers, |amount, name| format!("{name}:{amount}"))
+        .to("enriched", Produced::with(StringSerde, StringSerde));
+    orders
+        .left_join(&customers, |amount, name| format!("{}:{amount}", name.map_or("?", String::as_str)))
+        .to("all", Produced::with(StringSerde, StringSerde));
+    let mut driver = TopologyTestDriver::with_partitions(builder.build().expect("topology"), 2).expect("driver");
+    pipe(&mut driver, "orders", (&StringSerde, &I64Serde), &[(s("c1"), 10, 1)]);
+    pipe(&mut driver, "customers", (&StringSerde, &StringSerde), &[(s("c1"), s("Ada"), 2)]);
+    pipe(&mut driver, "orders", (&StringSerde, &I64Serde), &[(s("c1"), 20, 3)]);
+    pipe(&mut driver, "customers", (&StringSerde, &StringSerde), &[(s("c1"), s("Ada L."), 4)]);
+    pipe(&mut driver, "orders", (&StringSerde, &I64Serde), &[(s("c1"), 30, 5)]);
+    assert_eq!(
+        read(&mut driver, "enriched", (&StringSerde, &StringSerde)),
+        owned(&[("c1", s("Ada:20")), ("c1", s("Ada L.:30"))])
+    );
+    assert_eq!(
+        read(&mut driver, "all", (&StringSerde, &StringSerde)),
+        owned(&[("c1", s("?:10")), ("c1", s("Ada:20")), ("c1", s("Ada L.:30"))])
+    );
+}
+
+#[test]
+fn a_stream_with_a_changed_key_is_repartitioned_before_a_table_join() {
+    let builder = StreamsBuilder::new();
+    let names = builder.table("names", Consumed::with(StringSerde, StringSerde), Materialized::named("names"));
+    builder
+        .stream("events", Consumed::with(StringSerde, StringSerde))
+        .select_key(|_, user| user.clone())
+        .repartition(Repartitioned::with(StringSerde, StringSerde).with_name("by-user"))
+        .join(&names, |event, name| format!("{name} {event}"))
+        .to("out", Produced::with(StringSerde, StringSerde));
+    let topology = builder.build().expect("topology");
+    assert!(topology.describe().to_string().contains("by-user-repartition"));
+    let mut driver = TopologyTestDriver::with_partitions(topology, 4).expect("driver");
+    for (id, name) in [("u1", "Ada"), ("u2", "Grace"), ("u3", "Edsger")] {
+        driver.pipe_input("names", &StringSerde, &StringSerde, &s(id), &s(name), 1).expect("pipe");
+    }
+    for (i, user) in ["u1", "u2", "u3", "u1"].iter().enumerate() {
+        driver.pipe_input("events", &StringSerde, &StringSerde, &format!("event{i}"), &s(user), 2).expect("pipe");
+    }
+    let mut out = read(&mut driver, "out", (&StringSerde, &StringSerde));
+    out.sort();
+    assert_eq!(out, owned(&[("u1", s("Ada u1")), ("u1", s("Ada u1")), ("u2", s("Grace u2")), ("u3", s("Edsger u3"))]));
+}
+
+fn stream_join_topology(kind: &str) -> plexus_runtime::Topology {
+    let builder = StreamsBuilder::new();
+    let views = builder.stream("views", Consumed::with(StringSerde, StringSerde));
+    let clicks = builder.stream("clicks", Consumed::with(StringSerde, StringSerde));
+    let windows = JoinWindows::of_time_difference_and_grace(Duration::from_secs(10), Duration::from_secs(2));
+    let joined = StreamJoined::with(StringSerde, StringSerde, StringSerde);
+    let out = match kind {
+        "inner" => views.join_stream(&clicks, |v, c| format!("{v}+{c}"), windows, joined),
+        "left" => {
+            views.left_join_stream(&clicks, |v, c| format!("{v}+{}", c.map_or("-", String::as_str)), windows, joined)
+        }
+        _ => views.outer_join_stream(
+            &clicks,
+            |v, c| format!("{}+{}", v.map_or("-", String::as_str), c.map_or("-", String::as_str)),
+            windows,
+            joined,
+        ),
+    };
+    out.to("joined", Produced::with(StringSerde, StringSerde));
+    builder.build().expect("topology")
+}
+
+fn run_stream_join(kind: &str) -> Vec<(String, String)> {
+    let mut driver = TopologyTestDriver::new(stream_join_topology(kind)).expect("driver");
+    let mut out = Vec::new();
+    let mut step = |topic: &str, key: &str, value: &str, ts: i64| {
+        driver.pipe_input(topic, &StringSerde, &StringSerde, &s(key), &s(value), ts).expect("pipe");
+        out.extend(read(&mut driver, "joined", (&StringSerde, &StringSerde)));
+    };
+    step("views", "a", "v1", 0);
+    step("clicks", "a", "c1", 5_000); // within 10 s of v1
+    step("views", "b", "v2", 6_000); // b never gets a click
+    step("clicks", "c", "c2", 7_000); // c never gets a view
+    step("clicks", "a", "c3", 30_000); // too far from v1; closes every window above
+    step("views", "z", "v3", 60_000); // closes c3's window
+    out
+}
+
+#[test]
+fn stream_stream_inner_join_pairs_records_within_the_window() {
+    assert_eq!(run_stream_join("inner"), owned(&[("a", s("v1+c1"))]));
+}
+
+#[test]
+fn stream_stream_left_join_emits_the_unmatched_only_once_the_window_closes() {
+    assert_eq!(run_stream_join("left"), owned(&[("a", s("v1+c1")), ("b", s("v2+-"))]));
+}
+
+#[test]
+fn stream_stream_outer_join_emits_both_sides_unmatched_records_once() {
+    let out = run_stream_join("outer");
+    assert_eq!(out, owned(&[("a", s("v1+c1")), ("b", s("v2+-")), ("c", s("-+c2")), ("a", s("-+c3"))]));
+}
+
+#[test]
+fn table_table_joins_update_as_either_side_changes() {
+    let builder = StreamsBuilder::new();
+    let left = builder.table("left", Consumed::with(StringSerde, I64Serde), Materialized::named("l"));
+    let right = builder.table("right", Consumed::with(StringSerde, I64Serde), Materialized::named("r"));
+    left.join(&right, |a, b| a + b).to("inner", Produced::with(StringSerde, I64Serde));
+    left.left_join(&right, |a, b| a * 100 + b.copied().unwrap_or(0))
+        .to("left-out", Produced::with(StringSerde, I64Serde));
+    left.outer_join(&right, |a, b| a.copied().unwrap_or(-1) * 1000 + b.copied().unwrap_or(-1))
+        .to("outer", Produced::with(StringSerde, I64Serde));
+    let mut driver = TopologyTestDriver::new(builder.build().expect("topology")).expect("driver");
+    pipe(&mut driver, "left", (&StringSerde, &I64Serde), &[(s("k"), 1, 1)]);
+    pipe(&mut driver, "right", (&StringSerde, &I64Serde), &[(s("k"), 2, 2)]);
+    pipe(&mut driver, "left", (&StringSerde, &I64Serde), &[(s("k"), 3, 3)]);
+    driver.pipe_raw("right", Some(bytes::Bytes::from_static(b"k")), None, 4, Vec::new()).expect("delete");
+    let read_opt = |driver: &mut TopologyTestDriver, topic: &str| -> Vec<Option<i64>> {
+        driver
+            .read_output(topic, &StringSerde, &OptionSerde(I64Serde))
+            .expect("read")
+            .into_iter()
+            .map(|r| r.value)
+            .collect()
+    };
+    assert_eq!(read_opt(&mut driver, "inner"), [Some(3), Some(5), None]);
+    assert_eq!(read_opt(&mut driver, "left-out"), [Some(100), Some(102), Some(302), Some(300)]);
+    assert_eq!(read_opt(&mut driver, "outer"), [Some(999), Some(1002), Some(3002), Some(2999)]);
+}
+
+#[test]
+fn joined_topics_with_different_partition_counts_fail_with_a_clear_error() {
+    let builder = StreamsBuilder::new();
+    let table = builder.table("customers", Consumed::with(StringSerde, StringSerde), Materialized::named("c"));
+    builder
+        .stream("orders", Consumed::with(StringSerde, I64Serde))
+        .join(&table, |a, n| format!("{n}{a}"))
+        .to("out", Produced::with(StringSerde, StringSerde));
+    let mut driver = TopologyTestDriver::with_partitions(builder.build().expect("topology"), 2).expect("driver");
+    driver.create_topic("customers", 3).expect("topic");
+    let err = driver.pipe_input("orders", &StringSerde, &I64Serde, &s("c1"), &1, 1).expect_err("not co-partitioned");
+    let msg = err.to_string();
+    assert!(msg.contains("co-partitioned") && msg.contains("customers") && msg.contains("orders"), "{msg}");
+}

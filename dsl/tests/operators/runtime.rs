@@ -1,0 +1,116 @@
+//! DSL topologies on the real runtime (embedded log, RocksDB, threads)
+//! give what the test driver gives: here a word count whose key change
+//! goes through a repartition topic the application creates, joined with
+//! a table.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use plexus_core::client::{
+    Consumer, ConsumerConfig, EmbeddedClients, EmbeddedConsumer, EmbeddedProducer, Producer, ProducerConfig,
+};
+use plexus_core::{Log, LogConfig, Record, TopicConfig, TopicPartition};
+use plexus_dsl::{Consumed, Grouped, Materialized, Produced, StreamsBuilder};
+use plexus_runtime::serde::{Serde, StringSerde};
+use plexus_runtime::{Streams, StreamsConfig, Topology, TopologyTestDriver};
+
+const LINES: &[&str] = &["a b c a", "b c d", "a a e", "f b a", "c c c"];
+
+/// Word counts, each update labelled with the word's category from a table.
+fn topology() -> Topology {
+    let builder = StreamsBuilder::new();
+    let categories =
+        builder.table("categories", Consumed::with(StringSerde, StringSerde), Materialized::named("categories"));
+    builder
+        .stream("lines", Consumed::with(StringSerde, StringSerde))
+        .flat_map_values(|l| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .group_by(|_, w| w.clone(), Grouped::with(StringSerde, StringSerde))
+        .count(Materialized::named("counts"))
+        .to_stream()
+        .flat_map_values(|n| n)
+        .left_join(&categories, |n, c| format!("{}:{n}", c.map_or("other", String::as_str)))
+        .to("labelled", Produced::with(StringSerde, StringSerde));
+    builder.build().expect("topology")
+}
+
+fn expected() -> BTreeMap<String, String> {
+    let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+    for w in LINES.iter().flat_map(|l| l.split_whitespace()) {
+        *counts.entry(w.to_owned()).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .map(|(w, n)| {
+            let c = if w == "a" || w == "e" { "vowel" } else { "other" };
+            (w, format!("{c}:{n}"))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn word_count_with_a_repartition_and_a_join_matches_the_test_driver() {
+    let data = tempfile::tempdir().expect("tmp");
+    let state = tempfile::tempdir().expect("tmp");
+    let log = Log::open(LogConfig::new(data.path())).expect("open");
+    for t in ["lines", "categories", "labelled"] {
+        log.create_topic(t, 3, TopicConfig::default()).expect("create");
+    }
+    let producer = EmbeddedProducer::new(log.clone(), ProducerConfig::default()).expect("producer");
+    for (w, c) in [("a", "vowel"), ("e", "vowel")] {
+        producer.send("categories", Record::with_key(w, c).timestamp(0)).await.expect("ack");
+    }
+    for (i, l) in LINES.iter().enumerate() {
+        producer.send("lines", Record::with_key(format!("l{i}"), *l).timestamp(10 + i as i64)).await.expect("ack");
+    }
+    let config = StreamsConfig::from_pairs([
+        ("application.id", "labelled-counts"),
+        ("commit.interval.ms", "50"),
+        ("num.stream.threads", "2"),
+        ("state.dir", state.path().to_str().expect("utf8")),
+    ])
+    .expect("config");
+    let mut streams = Streams::new(topology(), config, EmbeddedClients::new(log.clone())).expect("streams");
+    streams.start().expect("start");
+
+    let words: usize = LINES.iter().map(|l| l.split_whitespace().count()).sum();
+    let mut consumer = EmbeddedConsumer::new(log.clone(), {
+        let mut c = ConsumerConfig::without_group();
+        c.set("auto.offset.reset", "earliest").expect("valid");
+        c
+    });
+    consumer.assign(&(0..3).map(|p| TopicPartition::new("labelled", p)).collect::<Vec<_>>()).await.expect("assign");
+    let mut latest = BTreeMap::new();
+    let mut seen = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen < words {
+        assert!(Instant::now() < deadline, "only {seen} of {words} updates arrived");
+        for r in consumer.poll(Duration::from_millis(100)).await.expect("poll") {
+            let k = StringSerde.deserialize(r.key.as_deref()).expect("key");
+            let v = StringSerde.deserialize(r.value.as_deref()).expect("value");
+            latest.insert(k, v);
+            seen += 1;
+        }
+    }
+    streams.close().expect("close");
+    assert_eq!(latest, expected());
+    let repartition = TopicPartition::new("labelled-counts-counts-repartition", 2);
+    assert!(log.offsets(&repartition).is_ok(), "the application created its repartition topic with 3 partitions");
+
+    let mut driver = TopologyTestDriver::with_partitions(topology(), 3).expect("driver");
+    for (w, c) in [("a", "vowel"), ("e", "vowel")] {
+        driver.pipe_input("categories", &StringSerde, &StringSerde, &w.to_owned(), &c.to_owned(), 0).expect("pipe");
+    }
+    for (i, l) in LINES.iter().enumerate() {
+        driver
+            .pipe_input("lines", &StringSerde, &StringSerde, &format!("l{i}"), &(*l).to_owned(), 10 + i as i64)
+            .expect("pipe");
+    }
+    let from_driver: BTreeMap<String, String> = driver
+        .read_output("labelled", &StringSerde, &StringSerde)
+        .expect("read")
+        .into_iter()
+        .map(|r| (r.key, r.value))
+        .collect();
+    assert_eq!(from_driver, latest, "the driver and the runtime agree");
+    log.close().expect("close");
+}
