@@ -83,6 +83,10 @@ fn args() -> anyhow::Result<Args> {
 }
 
 fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let args = args()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
@@ -96,11 +100,15 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// A fresh log with `topics` (name, partitions) in a temporary directory.
+/// Time retention is off: the events are stamped in 2023, and a rolled
+/// segment of them would be deleted at once.
 fn open(topics: &[(&str, i32)]) -> anyhow::Result<(tempfile::TempDir, Log)> {
     let dir = tempfile::tempdir()?;
     let log = Log::open(LogConfig::new(dir.path().join("data")))?;
     for (t, p) in topics {
-        log.create_topic(t, *p, TopicConfig::default())?;
+        let mut config = TopicConfig::default();
+        config.set("retention.ms", "-1")?;
+        log.create_topic(t, *p, config)?;
     }
     Ok((dir, log))
 }
@@ -338,7 +346,8 @@ async fn restore(args: &Args) -> anyhow::Result<()> {
         }
         total
     };
-    anyhow::ensure!(bytes == keys, "the changelog has {bytes} records, not {keys}");
+    // At least once: a rebalance may write a key twice.
+    anyhow::ensure!(bytes >= keys, "the changelog has {bytes} records, fewer than {keys}");
     let started = Instant::now();
     let records = read_all(&log, changelog, 2).await?;
     let read = started.elapsed();

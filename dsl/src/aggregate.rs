@@ -24,6 +24,27 @@ pub(crate) type Combine<K, V, VA> = Arc<dyn Fn(&K, V, Option<VA>) -> VA + Send +
 /// Merges two sessions' aggregates.
 pub(crate) type Merger<K, VA> = Arc<dyn Fn(&K, VA, VA) -> VA + Send + Sync>;
 
+/// `count()`: one more per record.
+pub(crate) fn counting<K, V>() -> Combine<K, V, i64> {
+    Arc::new(|_: &K, _: V, old: Option<i64>| old.unwrap_or(0) + 1)
+}
+
+/// `reduce()`: the first value, then `reducer(aggregate, value)`.
+pub(crate) fn reducing<K, V: 'static>(reducer: impl Fn(V, V) -> V + Send + Sync + 'static) -> Combine<K, V, V> {
+    Arc::new(move |_: &K, v: V, old: Option<V>| match old {
+        Some(a) => reducer(a, v),
+        None => v,
+    })
+}
+
+/// `aggregate()`: `initializer()`, then `aggregator(key, value, aggregate)`.
+pub(crate) fn aggregating<K, V, VA: 'static>(
+    initializer: impl Fn() -> VA + Send + Sync + 'static,
+    aggregator: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
+) -> Combine<K, V, VA> {
+    Arc::new(move |k: &K, v: V, old: Option<VA>| aggregator(k, v, old.unwrap_or_else(&initializer)))
+}
+
 pub(crate) fn kv_aggregate<K, V, VA>(
     inner: &mut Inner,
     name: &str,

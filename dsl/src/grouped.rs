@@ -15,7 +15,10 @@ use plexus_runtime::serde::I64Serde;
 use plexus_runtime::state::{KeyValueStoreRef, SessionStoreRef, WindowStoreRef};
 use plexus_runtime::topology::{NodeHandle, StoreBuilder};
 
-use crate::aggregate::{Combine, Merger, kv_aggregate, session_aggregate, sliding_aggregate, time_window_aggregate};
+use crate::aggregate::{
+    Combine, Merger, aggregating, counting, kv_aggregate, reducing, session_aggregate, sliding_aggregate,
+    time_window_aggregate,
+};
 use crate::kstream::KStream;
 use crate::ktable::{Change, KTable, store_builder};
 use crate::options::{Grouped, Materialized, SerdeRef};
@@ -114,7 +117,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedStream<K, V> {
     #[must_use]
     pub fn count(&self, materialized: Materialized<K, i64>) -> KTable<K, i64> {
         let materialized = with_count_serde(materialized);
-        self.table(materialized, "count()", Arc::new(|_: &K, _: V, old: Option<i64>| old.unwrap_or(0) + 1))
+        self.table(materialized, "count()", counting())
     }
 
     /// Combines each key's values with `reducer(aggregate, value)`; the
@@ -129,14 +132,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedStream<K, V> {
             value_serde: materialized.value_serde.clone().or_else(|| self.stream.value_serde.clone()),
             ..materialized
         };
-        self.table(
-            materialized,
-            "reduce()",
-            Arc::new(move |_: &K, v: V, old: Option<V>| match old {
-                Some(a) => reducer(a, v),
-                None => v,
-            }),
-        )
+        self.table(materialized, "reduce()", reducing(reducer))
     }
 
     /// Folds each key's values into an aggregate: `initializer()` first,
@@ -148,11 +144,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedStream<K, V> {
         aggregator: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
         materialized: Materialized<K, VA>,
     ) -> KTable<K, VA> {
-        self.table(
-            materialized,
-            "aggregate()",
-            Arc::new(move |k: &K, v: V, old: Option<VA>| aggregator(k, v, old.unwrap_or_else(&initializer))),
-        )
+        self.table(materialized, "aggregate()", aggregating(initializer, aggregator))
     }
 
     /// Aggregates in fixed time windows (tumbling or hopping).
@@ -285,11 +277,7 @@ impl<K: Clone + 'static, V: Clone + 'static> TimeWindowedKStream<K, V> {
     /// Counts the records per key and window.
     #[must_use]
     pub fn count(&self, materialized: Materialized<K, i64>) -> KTable<Windowed<K>, i64> {
-        self.table(
-            with_count_serde(materialized),
-            "count()",
-            Arc::new(|_: &K, _: V, old: Option<i64>| old.unwrap_or(0) + 1),
-        )
+        self.table(with_count_serde(materialized), "count()", counting())
     }
 
     /// Combines each key's values per window.
@@ -300,14 +288,7 @@ impl<K: Clone + 'static, V: Clone + 'static> TimeWindowedKStream<K, V> {
         materialized: Materialized<K, V>,
     ) -> KTable<Windowed<K>, V> {
         let vs = materialized.value_serde.clone().or_else(|| self.grouped.stream.value_serde.clone());
-        self.table(
-            Materialized { value_serde: vs, ..materialized },
-            "reduce()",
-            Arc::new(move |_: &K, v: V, old| match old {
-                Some(a) => reducer(a, v),
-                None => v,
-            }),
-        )
+        self.table(Materialized { value_serde: vs, ..materialized }, "reduce()", reducing(reducer))
     }
 
     /// Folds each key's values per window into an aggregate.
@@ -318,11 +299,7 @@ impl<K: Clone + 'static, V: Clone + 'static> TimeWindowedKStream<K, V> {
         aggregator: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
         materialized: Materialized<K, VA>,
     ) -> KTable<Windowed<K>, VA> {
-        self.table(
-            materialized,
-            "aggregate()",
-            Arc::new(move |k: &K, v: V, old: Option<VA>| aggregator(k, v, old.unwrap_or_else(&initializer))),
-        )
+        self.table(materialized, "aggregate()", aggregating(initializer, aggregator))
     }
 }
 
@@ -398,12 +375,7 @@ impl<K: Clone + 'static, V: Clone + 'static> SessionWindowedKStream<K, V> {
     /// Counts the records per key and session.
     #[must_use]
     pub fn count(&self, materialized: Materialized<K, i64>) -> KTable<Windowed<K>, i64> {
-        self.table(
-            with_count_serde(materialized),
-            "count()",
-            Arc::new(|_: &K, _: V, old: Option<i64>| old.unwrap_or(0) + 1),
-            Arc::new(|_: &K, a, b| a + b),
-        )
+        self.table(with_count_serde(materialized), "count()", counting(), Arc::new(|_: &K, a, b| a + b))
     }
 
     /// Combines each key's values per session; sessions that merge are
@@ -420,10 +392,7 @@ impl<K: Clone + 'static, V: Clone + 'static> SessionWindowedKStream<K, V> {
         self.table(
             Materialized { value_serde: vs, ..materialized },
             "reduce()",
-            Arc::new(move |_: &K, v: V, old| match old {
-                Some(a) => r(a, v),
-                None => v,
-            }),
+            reducing(move |a, b| r(a, b)),
             Arc::new(move |_: &K, a, b| reducer(a, b)),
         )
     }
@@ -438,12 +407,7 @@ impl<K: Clone + 'static, V: Clone + 'static> SessionWindowedKStream<K, V> {
         merger: impl Fn(&K, VA, VA) -> VA + Send + Sync + 'static,
         materialized: Materialized<K, VA>,
     ) -> KTable<Windowed<K>, VA> {
-        self.table(
-            materialized,
-            "aggregate()",
-            Arc::new(move |k: &K, v: V, old: Option<VA>| aggregator(k, v, old.unwrap_or_else(&initializer))),
-            Arc::new(merger),
-        )
+        self.table(materialized, "aggregate()", aggregating(initializer, aggregator), Arc::new(merger))
     }
 }
 

@@ -78,6 +78,37 @@ fn co_partition<K, A, B>(inner: &mut Inner, a: NodeHandle<K, A>, b: NodeHandle<K
     inner.topology.add_copartition_group(&topics);
 }
 
+/// A node joining each record with a store's value for the key `key`
+/// computes (stream–table and stream–global-table joins), connected to the store.
+fn lookup_join<K, V, KT, VT, VR>(
+    inner: &mut Inner,
+    name: &str,
+    parent: NodeHandle<K, V>,
+    store: KeyValueStoreRef<KT, VT>,
+    key: impl Fn(&K, &V) -> KT + Send + Sync + 'static,
+    joiner: Joiner<V, VT, VR>,
+) -> Option<NodeHandle<K, VR>>
+where
+    K: Clone + 'static,
+    V: Clone + 'static,
+    KT: 'static,
+    VT: 'static,
+    VR: Clone + 'static,
+{
+    let lookup = store.clone();
+    let node = add_fn(inner, name, &[parent], move |r: Record<K, V>, ctx| {
+        let other = ctx.key_value_store(&lookup)?.get(&key(&r.key, &r.value))?;
+        match joiner(Some(&r.value), other.as_ref()) {
+            Some(value) => ctx.forward(r.with_value(value)),
+            None => Ok(()),
+        }
+    });
+    if node.is_some() {
+        inner.connect(name, &[store.name()]);
+    }
+    node
+}
+
 fn unmaterializable(operator: &str) -> Error {
     Error::Topology(format!(
         "{operator}: the table cannot be looked up (a suppressed table, say); join the table it comes from instead"
@@ -105,16 +136,8 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
         match (store, stream.node, table.node) {
             (None, _, _) => inner.record_error(unmaterializable(op)),
             (Some(store), Some(s), Some(t)) => {
-                let lookup = store.clone();
-                node = add_fn(&mut inner, &name, &[s], move |r: Record<K, V>, ctx| {
-                    let other = ctx.key_value_store(&lookup)?.get(&r.key)?;
-                    match joiner(Some(&r.value), other.as_ref()) {
-                        Some(value) => ctx.forward(r.with_value(value)),
-                        None => Ok(()),
-                    }
-                });
+                node = lookup_join(&mut inner, &name, s, store.clone(), |k: &K, _: &V| k.clone(), joiner);
                 if node.is_some() {
-                    inner.connect(&name, &[store.name()]);
                     co_partition(&mut inner, s, t);
                 }
             }
@@ -596,4 +619,90 @@ fn forward_change<K: Clone, VR: Clone>(
         return Ok(());
     }
     ctx.forward(Record::new(key, change, timestamp))
+}
+
+/// A table of a whole topic, kept on every instance (Kafka's
+/// `GlobalKTable`): a stream joins it on any key it computes, with no
+/// repartitioning and no co-partitioning.
+pub struct GlobalKTable<KG, VG> {
+    pub(crate) store: KeyValueStoreRef<KG, VG>,
+}
+
+impl<KG, VG> GlobalKTable<KG, VG> {
+    /// The name of its store (queryable in the test driver).
+    pub fn queryable_store_name(&self) -> &str {
+        self.store.name()
+    }
+}
+
+pub(crate) fn global_table<KG: 'static, VG: 'static>(
+    builder: &crate::StreamsBuilder,
+    topic: &str,
+    consumed: crate::Consumed<KG, VG>,
+    materialized: Materialized<KG, VG>,
+) -> GlobalKTable<KG, VG> {
+    let mut inner = builder.inner.borrow_mut();
+    let name = match &materialized.name {
+        Some(n) => n.clone(),
+        None => format!("{topic}-STATE-STORE-{}", inner.name("GLOBALKTABLE")),
+    };
+    // The store holds the topic's bytes: it reads with the topic's serdes.
+    let store = KeyValueStoreRef::new(&name, Arc::clone(&consumed.key_serde), Arc::clone(&consumed.value_serde));
+    let mut spec = StoreBuilder::key_value(&name);
+    if materialized.in_memory {
+        spec = spec.in_memory();
+    }
+    let r = inner.topology.add_global_store(spec, topic);
+    inner.ok(r);
+    GlobalKTable { store }
+}
+
+impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
+    fn global_join<KG, VG, VR>(
+        &self,
+        table: &GlobalKTable<KG, VG>,
+        key: impl Fn(&K, &V) -> KG + Send + Sync + 'static,
+        kind: &str,
+        joiner: Joiner<V, VG, VR>,
+    ) -> KStream<K, VR>
+    where
+        KG: 'static,
+        VG: 'static,
+        VR: Clone + 'static,
+    {
+        let mut inner = self.builder.inner.borrow_mut();
+        let name = inner.name(kind);
+        let store = table.store.clone();
+        let node = self.node.and_then(|parent| lookup_join(&mut inner, &name, parent, store, key, joiner));
+        KStream {
+            builder: self.builder.clone(),
+            node,
+            key_serde: self.key_serde.clone(),
+            value_serde: None,
+            repartition_required: self.repartition_required,
+        }
+    }
+
+    /// Joins each record with the global table's row for the key `key`
+    /// computes from it; records without a row are dropped.
+    #[must_use]
+    pub fn join_global<KG: 'static, VG: 'static, VR: Clone + 'static>(
+        &self,
+        table: &GlobalKTable<KG, VG>,
+        key: impl Fn(&K, &V) -> KG + Send + Sync + 'static,
+        joiner: impl Fn(&V, &VG) -> VR + Send + Sync + 'static,
+    ) -> KStream<K, VR> {
+        self.global_join(table, key, "KSTREAM-JOIN", Arc::new(move |v, g| Some(joiner(v?, g?))))
+    }
+
+    /// As [`Self::join_global`], with `None` for records without a row.
+    #[must_use]
+    pub fn left_join_global<KG: 'static, VG: 'static, VR: Clone + 'static>(
+        &self,
+        table: &GlobalKTable<KG, VG>,
+        key: impl Fn(&K, &V) -> KG + Send + Sync + 'static,
+        joiner: impl Fn(&V, Option<&VG>) -> VR + Send + Sync + 'static,
+    ) -> KStream<K, VR> {
+        self.global_join(table, key, "KSTREAM-LEFTJOIN", Arc::new(move |v, g| Some(joiner(v?, g))))
+    }
 }

@@ -168,7 +168,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
     ) -> KTable<K, V2>
     where
         V2: Clone + 'static,
-        F: Fn(Change<V>) -> Change<V2> + Send + Sync + 'static,
+        F: Fn(&K, Change<V>) -> Change<V2> + Send + Sync + 'static,
     {
         let mirror: Mirror<K, V2> = Arc::new(OnceLock::new());
         let mut inner = self.builder.inner.borrow_mut();
@@ -176,7 +176,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
         let node = self.node.and_then(|parent| {
             let mirror = Arc::clone(&mirror);
             add_fn(&mut inner, &name, &[parent], move |r: Record<K, Change<V>>, ctx| {
-                let change = f(r.value);
+                let change = f(&r.key, r.value);
                 if change.new.is_none() && change.old.is_none() {
                     return Ok(());
                 }
@@ -260,40 +260,11 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
         predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static,
         materialized: Materialized<K, V>,
     ) -> KTable<K, V> {
-        let predicate = Arc::new(predicate);
-        // The key is needed by the predicate but a change carries none: the
-        // processor passes it through a closure per record.
-        let p = Arc::clone(&predicate);
-        let mirror: Mirror<K, V> = Arc::new(OnceLock::new());
-        let mut inner = self.builder.inner.borrow_mut();
-        let name = inner.name("KTABLE-FILTER");
-        let node = self.node.and_then(|parent| {
-            let mirror = Arc::clone(&mirror);
-            add_fn(&mut inner, &name, &[parent], move |r: Record<K, Change<V>>, ctx| {
-                let keep = |v: Option<V>| v.filter(|v| p(&r.key, v));
-                let change = Change { new: keep(r.value.new), old: keep(r.value.old) };
-                if change.new.is_none() && change.old.is_none() {
-                    return Ok(());
-                }
-                write_mirror(&mirror, ctx, &r.key, &change)?;
-                ctx.forward(Record { key: r.key, value: change, timestamp: r.timestamp, headers: r.headers })
-            })
-        });
-        drop(inner);
-        let table = KTable {
-            builder: self.builder.clone(),
-            node,
-            processor: name,
-            key_serde: self.key_serde.clone(),
-            value_serde: self.value_serde.clone(),
-            store: Rc::new(RefCell::new(None)),
-            mirror: Some(mirror),
-            grace: self.grace,
-        };
-        if materialized.name.is_some() {
-            table.materialize(materialized, "filter_materialized()");
-        }
-        table
+        let keep = move |k: &K, v: Option<V>| v.filter(|v| predicate(k, v));
+        self.derive("KTABLE-FILTER", self.value_serde.clone(), Some(materialized), move |k, c| Change {
+            new: keep(k, c.new),
+            old: keep(k, c.old),
+        })
     }
 
     /// Drops the rows for which `predicate` holds.
@@ -305,7 +276,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
     /// Replaces each row's value.
     #[must_use]
     pub fn map_values<V2: Clone + 'static>(&self, f: impl Fn(&V) -> V2 + Send + Sync + 'static) -> KTable<K, V2> {
-        self.derive("KTABLE-MAPVALUES", None, None, move |c| Change {
+        self.derive("KTABLE-MAPVALUES", None, None, move |_, c| Change {
             new: c.new.as_ref().map(&f),
             old: c.old.as_ref().map(&f),
         })
@@ -320,7 +291,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
         materialized: Materialized<K, V2>,
     ) -> KTable<K, V2> {
         let vs = materialized.value_serde.clone();
-        self.derive("KTABLE-MAPVALUES", vs, Some(materialized), move |c| Change {
+        self.derive("KTABLE-MAPVALUES", vs, Some(materialized), move |_, c| Change {
             new: c.new.as_ref().map(&f),
             old: c.old.as_ref().map(&f),
         })

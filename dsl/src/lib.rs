@@ -24,6 +24,7 @@
 
 mod aggregate;
 mod grouped;
+mod grouped_table;
 mod join;
 mod kstream;
 mod ktable;
@@ -39,7 +40,8 @@ use plexus_runtime::topology::{NodeHandle, StoreBuilder};
 use plexus_runtime::{Error, Result, Topology};
 
 pub use grouped::{CogroupedKStream, KGroupedStream, SessionWindowedKStream, TimeWindowedKStream};
-pub use join::JoinWindows;
+pub use grouped_table::KGroupedTable;
+pub use join::{GlobalKTable, JoinWindows};
 pub use kstream::{Branched, KStream};
 pub use ktable::{Change, KTable};
 pub use options::{Consumed, Grouped, Joined, Materialized, Produced, Repartitioned, StreamJoined};
@@ -180,6 +182,18 @@ impl StreamsBuilder {
         V: Clone + 'static,
     {
         ktable::source_table(self, topic, consumed, materialized)
+    }
+
+    /// A table of all partitions of `topic` on every instance (Kafka's
+    /// `globalTable`), for [`KStream::join_global`]: the application starts
+    /// processing once it holds the whole topic.
+    pub fn global_table<K: 'static, V: 'static>(
+        &self,
+        topic: &str,
+        consumed: Consumed<K, V>,
+        materialized: Materialized<K, V>,
+    ) -> GlobalKTable<K, V> {
+        join::global_table(self, topic, consumed, materialized)
     }
 
     /// Adds a state store for custom processors ([`KStream::process`]),

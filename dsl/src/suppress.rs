@@ -9,7 +9,7 @@
 //! stream time, as in Kafka Streams: nothing is emitted while no records
 //! arrive.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -142,6 +142,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
                     due: Arc::clone(&due),
                     config,
                     index: HashMap::new(),
+                    order: BTreeSet::new(),
                     bytes: 0,
                 },
                 &[parent],
@@ -175,6 +176,9 @@ struct SuppressProcessor<K, V> {
     config: BufferConfig,
     /// Serialized key → (due time, entry size).
     index: HashMap<Bytes, (i64, usize)>,
+    /// The buffered keys by due time: what to emit next, without scanning
+    /// the store (whose deletions stay as tombstones until the commit).
+    order: BTreeSet<(i64, Bytes)>,
     bytes: usize,
 }
 
@@ -234,19 +238,14 @@ impl<K: Clone + 'static, V: Clone + 'static> SuppressProcessor<K, V> {
     /// Emits (and removes) buffered entries: every one due at `now`, then
     /// the oldest while the buffer is over its bounds.
     fn evict(&mut self, now: i64, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<()> {
-        let due = {
-            let store = ctx.key_value_store(&self.buffer)?;
-            store.range(&buffer_key(i64::MIN, &[]), &buffer_key(now.saturating_add(1), &[]))?
-        };
-        for (bk, entry) in due {
-            if self.due_of(&bk)? <= now {
-                self.emit(&bk, &entry, ctx)?;
+        loop {
+            let over = self.config.max_records.is_some_and(|m| self.index.len() > m)
+                || self.config.max_bytes.is_some_and(|m| self.bytes > m);
+            let Some((due, key)) = self.order.first().cloned() else { return Ok(()) };
+            if due > now && !over {
+                return Ok(());
             }
-        }
-        while self.config.max_records.is_some_and(|m| self.index.len() > m)
-            || self.config.max_bytes.is_some_and(|m| self.bytes > m)
-        {
-            if self.config.when_full == WhenFull::ShutDown {
+            if due > now && self.config.when_full == WhenFull::ShutDown {
                 return Err(Error::Topology(format!(
                     "suppression buffer {:?} is full ({} keys, {} bytes) and is set to shut down when full; \
                      give it a larger BufferConfig",
@@ -255,15 +254,10 @@ impl<K: Clone + 'static, V: Clone + 'static> SuppressProcessor<K, V> {
                     self.bytes
                 )));
             }
-            // Emit early: the entry due first.
-            let Some((key, &(due, _))) = self.index.iter().min_by_key(|(k, (due, _))| (*due, (*k).clone())) else {
-                break;
-            };
-            let bk = buffer_key(due, key);
+            let bk = buffer_key(due, &key);
             let entry = ctx.key_value_store(&self.buffer)?.get(&bk)?.ok_or_else(|| self.corrupt())?;
             self.emit(&bk, &entry, ctx)?;
         }
-        Ok(())
     }
 
     fn due_of(&self, bk: &[u8]) -> Result<i64> {
@@ -282,8 +276,9 @@ impl<K: Clone + 'static, V: Clone + 'static> SuppressProcessor<K, V> {
         let old = get_opt(&mut rest).ok_or_else(|| self.corrupt())?;
         let new = get_opt(&mut rest).ok_or_else(|| self.corrupt())?;
         ctx.key_value_store(&self.buffer)?.delete(bk)?;
-        if let Some((_, size)) = self.index.remove(&key_bytes) {
+        if let Some((due, size)) = self.index.remove(&key_bytes) {
             self.bytes -= size;
+            self.order.remove(&(due, key_bytes.clone()));
         }
         let key =
             self.key_serde.deserialize(Some(&key_bytes)).map_err(|e| Error::Topology(format!("suppress: key: {e}")))?;
@@ -296,11 +291,13 @@ impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Change<V>, K, Change<V
     fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<()> {
         // Rebuild the index from the (restored) buffer.
         self.index.clear();
+        self.order.clear();
         self.bytes = 0;
         for (bk, entry) in ctx.key_value_store(&self.buffer)?.all()? {
             let due = self.due_of(&bk)?;
             let size = bk.len() + entry.len();
             self.bytes += size;
+            self.order.insert((due, bk.slice(8..)));
             self.index.insert(bk.slice(8..), (due, size));
         }
         Ok(())
@@ -318,6 +315,7 @@ impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Change<V>, K, Change<V
         let mut old = self.ser_value(r.value.old.as_ref())?;
         if let Some((prev_due, size)) = self.index.remove(&key_bytes) {
             self.bytes -= size;
+            self.order.remove(&(prev_due, key_bytes.clone()));
             let prev_key = buffer_key(prev_due, &key_bytes);
             let mut store = ctx.key_value_store(&self.buffer)?;
             if let Some(entry) = store.get(&prev_key)? {
@@ -337,6 +335,7 @@ impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Change<V>, K, Change<V
         let bk = buffer_key(due, &key_bytes);
         let size = bk.len() + entry.len();
         ctx.key_value_store(&self.buffer)?.put(&bk, &entry.freeze())?;
+        self.order.insert((due, key_bytes.clone()));
         self.index.insert(key_bytes, (due, size));
         self.bytes += size;
         let now = ctx.stream_time();

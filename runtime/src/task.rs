@@ -25,6 +25,9 @@ pub(crate) type OpenStore<'a> = dyn FnMut(TaskId, &StoreBuilder) -> Result<Arc<d
 
 type SourceRef = Rc<RefCell<dyn RawSource>>;
 
+/// The global stores of an instance, shared by all its tasks.
+pub(crate) type GlobalStores = Vec<(StoreBuilder, Arc<dyn BytesStore>)>;
+
 /// One task's processor graph and state.
 pub(crate) struct StreamTask {
     context: TaskContext,
@@ -33,6 +36,9 @@ pub(crate) struct StreamTask {
     /// Processor nodes by topology node index (for punctuation and close).
     nodes: Vec<(usize, Rc<RefCell<dyn Lifecycle>>)>,
     initialized: bool,
+    /// How many of the context's stores are the task's own (the rest are
+    /// the instance's global stores, which it only reads).
+    local_stores: usize,
 }
 
 impl std::fmt::Debug for StreamTask {
@@ -49,6 +55,7 @@ impl StreamTask {
         id: TaskId,
         wall_clock: Timestamp,
         open_store: &mut OpenStore<'_>,
+        globals: &[(StoreBuilder, Arc<dyn BytesStore>)],
     ) -> Result<Self> {
         let subtopologies = topology.subtopologies();
         let members = usize::try_from(id.subtopology).ok().and_then(|s| subtopologies.get(s)).ok_or_else(|| {
@@ -86,7 +93,12 @@ impl StreamTask {
             let committed = open_store(id, spec)?;
             context.stores.push(TaskStore::new(spec.clone(), committed, connected)?);
         }
-        Ok(Self { context, sources, nodes, initialized: false })
+        // Global stores: readable by every processor of the task.
+        let local_stores = context.stores.len();
+        for (spec, committed) in globals {
+            context.stores.push(TaskStore::new(spec.clone(), Arc::clone(committed), members.clone())?);
+        }
+        Ok(Self { context, sources, nodes, initialized: false, local_stores })
     }
 
     /// The task's id.
@@ -174,7 +186,7 @@ impl StreamTask {
 
     /// The committed stores of this task, by name (interactive queries).
     pub(crate) fn committed_stores(&self) -> impl Iterator<Item = (&StoreBuilder, &Arc<dyn BytesStore>)> {
-        self.context.stores.iter().map(|s| (&s.spec, &s.committed))
+        self.context.stores.iter().take(self.local_stores).map(|s| (&s.spec, &s.committed))
     }
 
     fn init(&mut self) -> Result<()> {
@@ -321,7 +333,8 @@ mod tests {
         let src = t.add_source("src", &["in"], StringSerde, StringSerde).expect("source");
         let count = t.add_processor("count", Counter::default, &[src]).expect("processor");
         t.add_sink("sink", "counts", StringSerde, I64Serde, &[count]).expect("sink");
-        let mut task = StreamTask::build(&t, TaskId { subtopology: 0, partition: 0 }, 0, &mut memory).expect("task");
+        let mut task =
+            StreamTask::build(&t, TaskId { subtopology: 0, partition: 0 }, 0, &mut memory, &[]).expect("task");
         task.process(&raw("in", 0, "a", "x", 100)).expect("process");
         let first = task.take_outputs();
         assert_eq!(first.len(), 1, "the first record fires the punctuator: {first:?}");
@@ -350,7 +363,8 @@ mod tests {
         let mut t = Topology::new();
         let src = t.add_source("src", &["nums"], StringSerde, I64Serde).expect("source");
         t.add_sink("sink", "out", StringSerde, I64Serde, &[src]).expect("sink");
-        let mut task = StreamTask::build(&t, TaskId { subtopology: 0, partition: 0 }, 0, &mut memory).expect("task");
+        let mut task =
+            StreamTask::build(&t, TaskId { subtopology: 0, partition: 0 }, 0, &mut memory, &[]).expect("task");
         let err = task.process(&raw("nums", 17, "k", "not a number", 1)).expect_err("bad value");
         let text = err.to_string();
         assert!(text.contains("nums") && text.contains("17"), "{text}");

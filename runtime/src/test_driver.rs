@@ -79,6 +79,8 @@ pub struct TopologyTestDriver {
     pending: VecDeque<(String, i32, usize)>,
     wall_clock: Timestamp,
     dropped_records: u64,
+    /// The global stores, in memory, updated as their topics get records.
+    globals: crate::task::GlobalStores,
 }
 
 impl std::fmt::Debug for TopologyTestDriver {
@@ -101,6 +103,11 @@ impl TopologyTestDriver {
         }
         topology.resolve_internal_topics(APPLICATION_ID)?;
         let readers = topology.readers();
+        let globals = topology
+            .global_stores()
+            .iter()
+            .map(|g| (g.store.clone(), Arc::new(InMemoryStore::new(g.store.name())) as Arc<dyn BytesStore>))
+            .collect();
         Ok(Self {
             topology,
             internal_partitions: None,
@@ -111,6 +118,7 @@ impl TopologyTestDriver {
             pending: VecDeque::new(),
             wall_clock: 0,
             dropped_records: 0,
+            globals,
         })
     }
 
@@ -199,6 +207,21 @@ impl TopologyTestDriver {
         });
         if self.readers.contains_key(&r.topic) {
             self.pending.push_back((r.topic, partition, offset));
+        } else if let Some(g) = self.topology.global_stores().iter().find(|g| g.topic == r.topic) {
+            // A global table's topic: its store takes the record at once.
+            let mut batch = crate::state::WriteBatch::new();
+            let record = &self.topics[&r.topic].partitions[p][offset];
+            if let Some(k) = &record.key {
+                match &record.value {
+                    Some(v) => batch.put(k.clone(), v.clone()),
+                    None => batch.delete(k.clone()),
+                }
+            }
+            if let Some((_, store)) = self.globals.iter().find(|(s, _)| s.name() == g.store.name())
+                && let Err(e) = store.write(batch)
+            {
+                tracing::error!(error = %e, "a global store of the test driver refused a write");
+            }
         }
     }
 
@@ -230,7 +253,7 @@ impl TopologyTestDriver {
             let mut open = |_: TaskId, spec: &crate::topology::StoreBuilder| -> Result<Arc<dyn BytesStore>> {
                 Ok(Arc::new(InMemoryStore::new(spec.name())))
             };
-            let task = StreamTask::build(&self.topology, id, self.wall_clock, &mut open)?;
+            let task = StreamTask::build(&self.topology, id, self.wall_clock, &mut open, &self.globals)?;
             self.tasks.insert(id, task);
         }
         self.tasks.get_mut(&id).ok_or_else(|| Error::Topology(format!("task {id} vanished")))

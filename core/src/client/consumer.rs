@@ -130,15 +130,23 @@ impl EmbeddedConsumer {
         member.is_empty()
     }
 
-    /// Runs the join/sync protocol until this member has a stable assignment.
-    async fn rejoin(&mut self) -> Result<()> {
+    /// Runs the join/sync protocol until this member has a stable
+    /// assignment, or (cooperative protocol) has given partitions up:
+    /// returns whether it did, and then must rejoin once more.
+    async fn rejoin(&mut self) -> Result<bool> {
         let group = self.group()?.to_owned();
         loop {
             let eager = self.protocol() == RebalanceProtocol::Eager;
             if eager && !self.positions.is_empty() {
+                // Eager: every partition is given up before joining. Return
+                // with none assigned, so that the caller commits what it
+                // processed first (Kafka's `onPartitionsRevoked`); the next
+                // poll joins.
                 self.auto_commit_before_revoke().await;
                 self.positions.clear();
                 self.buffered.clear();
+                self.shared.rejoin.store(true, Ordering::Release);
+                return Ok(true);
             }
             let (member_id, generation) = self.membership();
             let subscription = Subscription {
@@ -207,12 +215,16 @@ impl EmbeddedConsumer {
                 self.positions.entry(tp).or_insert(None);
             }
             tracing::debug!(group = %group, generation = joined.generation, assigned = ?self.positions.keys().collect::<Vec<_>>(), "joined group");
-            // Cooperative: partitions given up must be handed on in a
-            // follow-up rebalance.
+            // Cooperative: partitions given up are handed on in a follow-up
+            // rebalance, which the next poll starts; this poll returns first
+            // so that the caller sees the smaller assignment and commits
+            // what it processed of the revoked partitions before anyone
+            // else reads them (Kafka's `onPartitionsRevoked`).
             if !eager && !revoked.is_empty() {
-                continue;
+                self.shared.rejoin.store(true, Ordering::Release);
+                return Ok(true);
             }
-            return Ok(());
+            return Ok(false);
         }
     }
 
@@ -491,8 +503,8 @@ impl Consumer for EmbeddedConsumer {
         let deadline = Instant::now() + timeout;
         *self.shared.last_poll.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
         loop {
-            if self.must_rejoin() {
-                self.rejoin().await?;
+            if self.must_rejoin() && self.rejoin().await? {
+                return Ok(Vec::new());
             }
             self.maybe_auto_commit().await;
             self.resolve_positions().await?;

@@ -131,3 +131,34 @@ fn tables_filter_map_values_and_emit_deletes_as_tombstones() {
     let store = KeyValueStoreRef::new("prices", StringSerde, I64Serde);
     assert_eq!(driver.key_value_store_all(&store).expect("all"), owned(&[("y", 5)]));
 }
+
+#[test]
+fn a_regrouped_table_subtracts_a_rows_old_value_from_its_old_group() {
+    // Users (key) live in cities (value); count users per city.
+    let builder = StreamsBuilder::new();
+    builder
+        .table("users", Consumed::with(StringSerde, StringSerde), Materialized::named("users"))
+        .group_by(|user, city| (city.clone(), user.clone()), Grouped::with(StringSerde, StringSerde))
+        .count(Materialized::named("per-city"))
+        .to("per-city", Produced::with(StringSerde, I64Serde));
+    let mut driver = TopologyTestDriver::with_partitions(builder.build().expect("topology"), 2).expect("driver");
+    let k = |s: &str| s.to_owned();
+    pipe(
+        &mut driver,
+        "users",
+        (&StringSerde, &StringSerde),
+        &[
+            (k("ada"), k("london"), 1),
+            (k("alan"), k("london"), 2),
+            (k("ada"), k("paris"), 3),   // ada moves: london loses one, paris gains one
+            (k("alan"), k("london"), 4), // no change of group: subtract and add in one
+        ],
+    );
+    let mut latest = std::collections::BTreeMap::new();
+    for (city, n) in read(&mut driver, "per-city", (&StringSerde, &I64Serde)) {
+        latest.insert(city, n);
+    }
+    assert_eq!(latest, [(k("london"), 1), (k("paris"), 1)].into_iter().collect());
+    driver.pipe_raw("users", Some(bytes::Bytes::from_static(b"alan")), None, 5, Vec::new()).expect("delete");
+    assert_eq!(read(&mut driver, "per-city", (&StringSerde, &I64Serde)), owned(&[("london", 0)]));
+}

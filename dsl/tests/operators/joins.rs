@@ -161,3 +161,40 @@ fn joined_topics_with_different_partition_counts_fail_with_a_clear_error() {
     let msg = err.to_string();
     assert!(msg.contains("co-partitioned") && msg.contains("customers") && msg.contains("orders"), "{msg}");
 }
+
+#[test]
+fn a_stream_joins_a_global_table_on_a_key_it_computes_without_repartitioning() {
+    let builder = StreamsBuilder::new();
+    let products =
+        builder.global_table("products", Consumed::with(StringSerde, StringSerde), Materialized::named("products"));
+    let orders = builder.stream("orders", Consumed::with(StringSerde, StringSerde));
+    // Orders are keyed by order id; the value names the product.
+    orders
+        .join_global(&products, |_, product| product.clone(), |product, name| format!("{product}={name}"))
+        .to("named", Produced::with(StringSerde, StringSerde));
+    orders
+        .left_join_global(
+            &products,
+            |_, product| product.clone(),
+            |p, name| format!("{p}={}", name.map_or("?", String::as_str)),
+        )
+        .to("all", Produced::with(StringSerde, StringSerde));
+    let topology = builder.build().expect("topology");
+    let text = topology.describe().to_string();
+    assert!(text.contains("Global store: products (topic: products)") && !text.contains("repartition"), "{text}");
+    // Different partition counts do not matter: every task sees the whole table.
+    let mut driver = TopologyTestDriver::with_partitions(topology, 3).expect("driver");
+    driver.create_topic("products", 2).expect("topic");
+    for (id, name) in [("p1", "pen"), ("p2", "ink")] {
+        driver.pipe_input("products", &StringSerde, &StringSerde, &s(id), &s(name), 0).expect("pipe");
+    }
+    for (order, product) in [("o1", "p1"), ("o2", "p2"), ("o3", "p3")] {
+        driver.pipe_input("orders", &StringSerde, &StringSerde, &s(order), &s(product), 1).expect("pipe");
+    }
+    let mut named = read(&mut driver, "named", (&StringSerde, &StringSerde));
+    named.sort();
+    assert_eq!(named, owned(&[("o1", s("p1=pen")), ("o2", s("p2=ink"))]));
+    let mut all = read(&mut driver, "all", (&StringSerde, &StringSerde));
+    all.sort();
+    assert_eq!(all, owned(&[("o1", s("p1=pen")), ("o2", s("p2=ink")), ("o3", s("p3=?"))]));
+}

@@ -83,7 +83,9 @@ async fn word_count_with_a_repartition_and_a_join_matches_the_test_driver() {
     let mut seen = 0;
     let deadline = Instant::now() + Duration::from_secs(30);
     while seen < words {
-        assert!(Instant::now() < deadline, "only {seen} of {words} updates arrived");
+        if Instant::now() > deadline || streams.state() == plexus_runtime::StreamsState::Error {
+            panic!("only {seen} of {words} updates arrived; the application: {:?}", streams.close());
+        }
         for r in consumer.poll(Duration::from_millis(100)).await.expect("poll") {
             let k = StringSerde.deserialize(r.key.as_deref()).expect("key");
             let v = StringSerde.deserialize(r.value.as_deref()).expect("value");
@@ -112,5 +114,67 @@ async fn word_count_with_a_repartition_and_a_join_matches_the_test_driver() {
         .map(|r| (r.key, r.value))
         .collect();
     assert_eq!(from_driver, latest, "the driver and the runtime agree");
+    log.close().expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_global_table_is_complete_before_the_first_record_is_joined() {
+    let data = tempfile::tempdir().expect("tmp");
+    let state = tempfile::tempdir().expect("tmp");
+    let log = Log::open(LogConfig::new(data.path())).expect("open");
+    log.create_topic("products", 3, TopicConfig::default()).expect("create");
+    log.create_topic("orders", 2, TopicConfig::default()).expect("create");
+    log.create_topic("named", 2, TopicConfig::default()).expect("create");
+    let producer = EmbeddedProducer::new(log.clone(), ProducerConfig::default()).expect("producer");
+    // The orders come first in time: only a complete global table joins them all.
+    for i in 0..50 {
+        producer
+            .send("orders", Record::with_key(format!("o{i}"), format!("p{}", i % 10)).timestamp(0))
+            .await
+            .expect("ack");
+    }
+    for p in 0..10 {
+        producer
+            .send("products", Record::with_key(format!("p{p}"), format!("product {p}")).timestamp(100))
+            .await
+            .expect("ack");
+    }
+    let builder = StreamsBuilder::new();
+    let products =
+        builder.global_table("products", Consumed::with(StringSerde, StringSerde), Materialized::named("products"));
+    builder
+        .stream("orders", Consumed::with(StringSerde, StringSerde))
+        .join_global(&products, |_, p| p.clone(), |_, name| name.clone())
+        .to("named", Produced::with(StringSerde, StringSerde));
+    let config = StreamsConfig::from_pairs([
+        ("application.id", "named-orders"),
+        ("commit.interval.ms", "50"),
+        ("state.dir", state.path().to_str().expect("utf8")),
+    ])
+    .expect("config");
+    let mut streams =
+        Streams::new(builder.build().expect("topology"), config, EmbeddedClients::new(log.clone())).expect("streams");
+    streams.start().expect("start");
+    let mut consumer = EmbeddedConsumer::new(log.clone(), {
+        let mut c = ConsumerConfig::without_group();
+        c.set("auto.offset.reset", "earliest").expect("valid");
+        c
+    });
+    consumer.assign(&(0..2).map(|p| TopicPartition::new("named", p)).collect::<Vec<_>>()).await.expect("assign");
+    let mut out = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while out.len() < 50 {
+        if Instant::now() > deadline || streams.state() == plexus_runtime::StreamsState::Error {
+            panic!("only {} of 50 orders joined; the application: {:?}", out.len(), streams.close());
+        }
+        for r in consumer.poll(Duration::from_millis(100)).await.expect("poll") {
+            out.insert(
+                StringSerde.deserialize(r.key.as_deref()).expect("key"),
+                StringSerde.deserialize(r.value.as_deref()).expect("value"),
+            );
+        }
+    }
+    streams.close().expect("close");
+    assert_eq!(out["o13"], "product 3");
     log.close().expect("close");
 }

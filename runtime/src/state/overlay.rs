@@ -147,26 +147,19 @@ impl BytesStore for OverlayStore {
     }
 
     fn range(&self, from: Bound<&[u8]>, to: Bound<&[u8]>, direction: Direction) -> Result<BytesIter<'_>> {
-        let (mut overlay, deleted): (Vec<Dirty>, Vec<(Bytes, Bytes)>) = {
-            let o = self.lock();
-            let bounds = (from.map(Bytes::copy_from_slice), to.map(Bytes::copy_from_slice));
-            let in_range = !matches!(
-                (&bounds.0, &bounds.1),
-                (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) if a > b
-            );
-            let entries = if in_range {
-                o.entries.range::<Bytes, _>(bounds).map(|(k, v)| (k.clone(), v.clone())).collect()
-            } else {
-                Vec::new()
-            };
-            (entries, o.deleted_ranges.clone())
+        let deleted = self.lock().deleted_ranges.clone();
+        let overlay = Chunked {
+            store: self,
+            lower: from.map(Bytes::copy_from_slice),
+            upper: to.map(Bytes::copy_from_slice),
+            reverse: direction == Direction::Reverse,
+            buf: std::collections::VecDeque::new(),
+            done: false,
+            chunk: 2,
         };
-        if direction == Direction::Reverse {
-            overlay.reverse();
-        }
         let inner = self.inner.range(from, to, direction)?;
         Ok(Box::new(Merge {
-            overlay: overlay.into_iter().peekable(),
+            overlay: overlay.peekable(),
             inner: inner.peekable(),
             deleted,
             reverse: direction == Direction::Reverse,
@@ -208,9 +201,73 @@ impl BytesStore for OverlayStore {
     }
 }
 
+/// How many overlay entries a scan copies out per visit under the lock at
+/// most; the first visit takes 2 (most scans are point lookups in a
+/// window or session store), each next one twice as many.
+const MAX_CHUNK: usize = 256;
+
+/// The overlay's entries in a range, copied out a chunk at a time under
+/// the lock, so that a scan that stops early (a window store looking for
+/// its first live segment, say) costs what it reads, not the whole range.
+struct Chunked<'a> {
+    store: &'a OverlayStore,
+    lower: Bound<Bytes>,
+    upper: Bound<Bytes>,
+    reverse: bool,
+    buf: std::collections::VecDeque<Dirty>,
+    done: bool,
+    chunk: usize,
+}
+
+impl Chunked<'_> {
+    fn refill(&mut self) {
+        let empty = match (&self.lower, &self.upper) {
+            (Bound::Included(a), Bound::Included(b)) => a > b,
+            (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) => a >= b,
+            _ => false,
+        };
+        if empty {
+            self.done = true;
+            return;
+        }
+        let o = self.store.lock();
+        let range = o.entries.range::<Bytes, _>((self.lower.clone(), self.upper.clone()));
+        let want = self.chunk;
+        self.chunk = (self.chunk * 2).min(MAX_CHUNK);
+        let chunk: Vec<Dirty> = if self.reverse {
+            range.rev().take(want).map(|(k, v)| (k.clone(), v.clone())).collect()
+        } else {
+            range.take(want).map(|(k, v)| (k.clone(), v.clone())).collect()
+        };
+        drop(o);
+        if chunk.len() < want {
+            self.done = true;
+        }
+        if let Some((last, _)) = chunk.last() {
+            if self.reverse {
+                self.upper = Bound::Excluded(last.clone());
+            } else {
+                self.lower = Bound::Excluded(last.clone());
+            }
+        }
+        self.buf.extend(chunk);
+    }
+}
+
+impl Iterator for Chunked<'_> {
+    type Item = Dirty;
+
+    fn next(&mut self) -> Option<Dirty> {
+        if self.buf.is_empty() && !self.done {
+            self.refill();
+        }
+        self.buf.pop_front()
+    }
+}
+
 /// The overlay's entries merged over the store's, in scan order.
 struct Merge<'a> {
-    overlay: std::iter::Peekable<std::vec::IntoIter<(Bytes, Option<Bytes>)>>,
+    overlay: std::iter::Peekable<Chunked<'a>>,
     inner: std::iter::Peekable<BytesIter<'a>>,
     deleted: Vec<(Bytes, Bytes)>,
     reverse: bool,

@@ -17,6 +17,7 @@
 //! the committed contents of the stores of this instance's tasks.
 
 mod config;
+mod global;
 mod thread;
 
 use std::collections::BTreeMap;
@@ -72,6 +73,8 @@ pub(crate) struct Shared {
     /// `state.dir`), naming its transactional producers.
     pub(crate) process_id: String,
     pub(crate) metrics: Metrics,
+    /// The global stores, once `start` opened them.
+    pub(crate) globals: std::sync::OnceLock<crate::task::GlobalStores>,
 }
 
 /// Counters the threads keep.
@@ -177,6 +180,7 @@ impl Streams {
                 failure: Mutex::new(None),
                 process_id,
                 metrics: Metrics::default(),
+                globals: std::sync::OnceLock::new(),
             }),
             threads: Vec::new(),
         })
@@ -203,6 +207,27 @@ impl Streams {
         std::thread::scope(|s| s.spawn(|| thread::create_internal_topics(shared)).join())
             .map_err(|_| Error::Topology("creating the internal topics panicked".into()))??;
         self.shared.set_state(StreamsState::Rebalancing);
+        if !self.shared.topology.global_stores().is_empty() {
+            let stores = global::open(&self.shared)?;
+            let _ = self.shared.globals.set(stores.clone());
+            let (ready, bootstrapped) = std::sync::mpsc::channel();
+            let shared = Arc::clone(&self.shared);
+            let name = format!("{}-GlobalStreamThread", shared.config.application_id);
+            let handle = std::thread::Builder::new()
+                .name(name.clone())
+                .spawn(move || global::run(&shared, &stores, ready))
+                .map_err(|e| Error::Topology(format!("cannot start {name}: {e}")))?;
+            self.threads.push(handle);
+            // The tasks start once every global table is complete.
+            match bootstrapped.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    self.shared.shutdown.store(true, Ordering::Release);
+                    return Err(e);
+                }
+                Err(_) => return Err(Error::Topology(format!("{name} stopped before its stores caught up"))),
+            }
+        }
         for index in 0..self.shared.config.num_stream_threads {
             let shared = Arc::clone(&self.shared);
             let name = format!("{}-StreamThread-{}", shared.config.application_id, index + 1);

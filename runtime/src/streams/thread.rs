@@ -75,8 +75,14 @@ pub(super) fn create_internal_topics(shared: &Shared) -> Result<()> {
             let admin = &admin;
             async move {
                 let mut config = TopicConfig::default();
+                let set = |config: &mut TopicConfig, k, v| config.set(k, v).map_err(|e| Error::Log(e.into()));
                 if compact {
-                    config.set("cleanup.policy", "compact").map_err(|e| Error::Log(e.into()))?;
+                    set(&mut config, "cleanup.policy", "compact")?;
+                } else {
+                    // Repartition topics keep records whatever their
+                    // timestamps, as Kafka Streams creates them: time
+                    // retention would drop old-stamped records unread.
+                    set(&mut config, "retention.ms", "-1")?;
                 }
                 match admin.create_topic(&topic, partitions, config).await {
                     Ok(()) | Err(plexus_core::Error::TopicExists(_)) => Ok(()),
@@ -135,6 +141,22 @@ fn in_timestamp_order(records: Vec<ConsumerRecord>) -> Vec<ConsumerRecord> {
         out.extend(q.pop_front());
     }
     out
+}
+
+/// Opens a task's RocksDB store, waiting while another thread of this
+/// process still holds it: in a rebalance a task can be assigned here
+/// before the thread that had it has closed it (Kafka Streams retries its
+/// task-directory lock the same way).
+fn open_when_released(dir: &std::path::Path, name: &str, memory: &crate::state::RocksDbMemory) -> Result<RocksDbStore> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match RocksDbStore::open(dir, name, memory) {
+            Err(Error::Open { source, .. }) if source.to_string().contains("lock") && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// The thread's body: runs until shutdown or a failure.
@@ -481,12 +503,13 @@ impl StreamThread {
         let memory = self.shared.memory.clone();
         let mut open = |_: TaskId, spec: &StoreBuilder| -> Result<Arc<dyn BytesStore>> {
             if spec.is_persistent() {
-                Ok(Arc::new(RocksDbStore::open(&dir, spec.name(), &memory)?))
+                Ok(Arc::new(open_when_released(&dir, spec.name(), &memory)?))
             } else {
                 Ok(Arc::new(InMemoryStore::new(spec.name())))
             }
         };
-        let task = StreamTask::build(&self.shared.topology, id, now_ms(), &mut open)?;
+        let globals = self.shared.globals.get().map_or(&[][..], Vec::as_slice);
+        let task = StreamTask::build(&self.shared.topology, id, now_ms(), &mut open, globals)?;
         self.restore(&task).await?;
         Ok(task)
     }

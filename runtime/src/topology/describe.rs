@@ -9,6 +9,8 @@ use super::{NodeKind, Topology};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopologyDescription {
     subtopologies: Vec<SubtopologyDescription>,
+    /// Global stores: (store, topic).
+    globals: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,7 +50,8 @@ pub(super) fn describe(topology: &Topology) -> TopologyDescription {
                 .collect(),
         })
         .collect();
-    TopologyDescription { subtopologies }
+    let globals = topology.global_stores.iter().map(|g| (g.store.name.clone(), g.topic.clone())).collect();
+    TopologyDescription { subtopologies, globals }
 }
 
 impl fmt::Display for TopologyDescription {
@@ -74,6 +77,9 @@ impl fmt::Display for TopologyDescription {
                     writeln!(f, "      <-- {}", arrow(&node.parents))?;
                 }
             }
+        }
+        for (store, topic) in &self.globals {
+            writeln!(f, "   Global store: {store} (topic: {topic})")?;
         }
         Ok(())
     }

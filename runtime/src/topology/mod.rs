@@ -121,6 +121,18 @@ pub struct Topology {
     /// The application id internal topic names were prefixed with, once
     /// they were.
     pub(crate) resolved_for: Option<String>,
+    /// Stores holding a whole topic on every instance (global tables).
+    pub(crate) global_stores: Vec<GlobalStore>,
+}
+
+/// A store every task can read, holding the latest record per key of all
+/// partitions of a topic (Kafka's global store, behind a `GlobalKTable`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlobalStore {
+    /// The store (key-value, no changelog: the topic is its changelog).
+    pub store: StoreBuilder,
+    /// The topic it mirrors.
+    pub topic: String,
 }
 
 impl std::fmt::Debug for Topology {
@@ -321,6 +333,36 @@ impl Topology {
         self.connect_processor_and_state_stores_each(processors, &name)
     }
 
+    /// Adds a global store: every instance keeps the latest record per key
+    /// of all partitions of `topic` in it (a tombstone deletes), kept up to
+    /// date by a global thread, and every processor may read it. Its typed
+    /// references must use the topic's serdes: it holds the records' bytes
+    /// as they are.
+    pub fn add_global_store(&mut self, store: StoreBuilder, topic: &str) -> Result<()> {
+        crate::state::validate_store_name(&store.name)?;
+        plexus_core::config::validate_topic_name(topic)
+            .map_err(|e| Error::Topology(format!("global store {:?}: {e}", store.name)))?;
+        if store.kind != StoreKind::KeyValue {
+            return Err(Error::Topology(format!("global store {:?} must be a key-value store", store.name)));
+        }
+        if self.stores.iter().any(|s| s.name == store.name)
+            || self.global_stores.iter().any(|g| g.store.name == store.name)
+        {
+            return Err(Error::Topology(format!("a state store named {:?} already exists", store.name)));
+        }
+        if self.source_topics().contains(&topic) || self.global_stores.iter().any(|g| g.topic == topic) {
+            return Err(Error::Topology(format!("topic {topic:?} is already read; a topic has one source")));
+        }
+        let store = store.with_logging_disabled();
+        self.global_stores.push(GlobalStore { store, topic: topic.to_owned() });
+        Ok(())
+    }
+
+    /// The global stores.
+    pub fn global_stores(&self) -> &[GlobalStore] {
+        &self.global_stores
+    }
+
     /// Gives processors access to stores added before (Kafka's
     /// `connectProcessorAndStateStores`).
     pub fn connect_processor_and_state_stores(&mut self, processor: &str, stores: &[&str]) -> Result<()> {
@@ -331,6 +373,10 @@ impl Topology {
     }
 
     fn connect_processor_and_state_stores_each(&mut self, processors: &[&str], store: &str) -> Result<()> {
+        if self.global_stores.iter().any(|g| g.store.name == store) {
+            // Every processor may read a global store.
+            return Ok(());
+        }
         if !self.stores.iter().any(|s| s.name == store) {
             return Err(Error::Topology(format!("no state store named {store:?}; add it with add_state_store first")));
         }
