@@ -157,12 +157,15 @@ impl StreamsBuilder {
     {
         let mut inner = self.inner.borrow_mut();
         let name = inner.name("KSTREAM-SOURCE");
-        let node = inner.topology.add_source(
-            &name,
-            &[topic],
-            std::sync::Arc::clone(&consumed.key_serde),
-            std::sync::Arc::clone(&consumed.value_serde),
-        );
+        let (ks, vs) = (std::sync::Arc::clone(&consumed.key_serde), std::sync::Arc::clone(&consumed.value_serde));
+        let node = match consumed.extractor {
+            Some(extract) => {
+                inner
+                    .topology
+                    .add_source_with_timestamp_extractor(&name, &[topic], ks, vs, move |k, v, t| extract(k, v, t))
+            }
+            None => inner.topology.add_source(&name, &[topic], ks, vs),
+        };
         let node = inner.ok(node);
         KStream {
             builder: self.clone(),

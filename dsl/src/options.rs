@@ -15,16 +15,38 @@ use plexus_runtime::serde::Serde;
 /// A serde held by an option object.
 pub(crate) type SerdeRef<T> = Arc<dyn Serde<T>>;
 
-/// Serdes of a source topic (Kafka's `Consumed`).
+/// Picks a record's event time (Kafka's `TimestampExtractor`).
+pub(crate) type Extractor<K, V> = Arc<dyn Fn(&K, &V, i64) -> i64 + Send + Sync>;
+
+/// How a source topic is read (Kafka's `Consumed`): serdes, and where each
+/// record's event time comes from.
 pub struct Consumed<K, V> {
     pub(crate) key_serde: SerdeRef<K>,
     pub(crate) value_serde: SerdeRef<V>,
+    pub(crate) extractor: Option<Extractor<K, V>>,
 }
 
 impl<K, V> Consumed<K, V> {
-    /// Reads keys and values with these serdes.
+    /// Reads keys and values with these serdes; a record's event time is
+    /// its timestamp in the log.
     pub fn with(key_serde: impl Serde<K> + 'static, value_serde: impl Serde<V> + 'static) -> Self {
-        Self { key_serde: Arc::new(key_serde), value_serde: Arc::new(value_serde) }
+        Self { key_serde: Arc::new(key_serde), value_serde: Arc::new(value_serde), extractor: None }
+    }
+
+    /// Takes each record's event time from `extractor(key, value,
+    /// log_timestamp)` — a time field of the value, say. A negative time
+    /// skips the record (counted as dropped).
+    ///
+    /// ```
+    /// # use plexus_dsl::Consumed;
+    /// # use plexus_runtime::serde::{I64Serde, StringSerde};
+    /// // The value is the event time in ms.
+    /// let consumed = Consumed::with(StringSerde, I64Serde).with_timestamp_extractor(|_, ts, _| *ts);
+    /// ```
+    #[must_use]
+    pub fn with_timestamp_extractor(mut self, extractor: impl Fn(&K, &V, i64) -> i64 + Send + Sync + 'static) -> Self {
+        self.extractor = Some(Arc::new(extractor));
+        self
     }
 }
 

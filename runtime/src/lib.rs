@@ -43,6 +43,9 @@ pub mod topology;
 
 pub use error::{Error, Result};
 pub use processor::{Processor, ProcessorContext, Record};
-pub use streams::{ProcessingGuarantee, QueryableKeyValueStore, Streams, StreamsConfig, StreamsMetrics, StreamsState};
+pub use streams::{
+    ProcessingGuarantee, QueryableKeyValueStore, QueryableSessionStore, QueryableWindowStore, Streams, StreamsConfig,
+    StreamsMetrics, StreamsState,
+};
 pub use test_driver::TopologyTestDriver;
 pub use topology::{StoreBuilder, Topology};

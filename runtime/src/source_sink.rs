@@ -15,9 +15,15 @@ pub(crate) trait RawSource {
     fn process_raw(&mut self, raw: &ConsumerRecord, task: &mut TaskContext) -> Result<()>;
 }
 
+/// Picks a record's event time from its key, value and the timestamp it
+/// has in the log (Kafka's `TimestampExtractor`).
+pub(crate) type TimestampExtractor<K, V> =
+    Arc<dyn Fn(&K, &V, plexus_core::Timestamp) -> plexus_core::Timestamp + Send + Sync>;
+
 pub(crate) struct SourceNode<K, V> {
     pub(crate) key_serde: Arc<dyn Serde<K>>,
     pub(crate) value_serde: Arc<dyn Serde<V>>,
+    pub(crate) extractor: Option<TimestampExtractor<K, V>>,
     pub(crate) children: Vec<Child<K, V>>,
 }
 
@@ -31,7 +37,19 @@ impl<K: Clone, V: Clone> RawSource for SourceNode<K, V> {
         };
         let key = self.key_serde.deserialize(raw.key.as_deref()).map_err(|e| at("key", e))?;
         let value = self.value_serde.deserialize(raw.value.as_deref()).map_err(|e| at("value", e))?;
-        let record = Record { key, value, timestamp: raw.timestamp, headers: raw.headers.clone() };
+        let timestamp = match &self.extractor {
+            Some(extract) => extract(&key, &value, raw.timestamp),
+            None => raw.timestamp,
+        };
+        if timestamp < 0 {
+            // As Kafka Streams: a record without a valid event time is
+            // skipped and counted.
+            tracing::warn!(topic = %raw.topic, partition = raw.partition, offset = raw.offset, timestamp, "skipping a record with a negative timestamp");
+            task.dropped_records += 1;
+            return Ok(());
+        }
+        task.stream_time = task.stream_time.max(timestamp);
+        let record = Record { key, value, timestamp, headers: raw.headers.clone() };
         let Some((last, rest)) = self.children.split_last() else { return Ok(()) };
         for child in rest {
             child.process(record.clone(), task)?;

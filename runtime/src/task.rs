@@ -207,7 +207,6 @@ impl StreamTask {
             self.sources.iter().find(|(topics, _)| topics.contains(&raw.topic)).map(|(_, s)| Rc::clone(s)).ok_or_else(
                 || Error::Topology(format!("task {}: no source reads topic {:?}", self.context.task, raw.topic)),
             )?;
-        self.context.stream_time = self.context.stream_time.max(raw.timestamp);
         self.context.current =
             Some(RecordMetadata { topic: raw.topic.clone(), partition: raw.partition, offset: raw.offset });
         let result = source.borrow_mut().process_raw(raw, &mut self.context);

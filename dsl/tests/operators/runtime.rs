@@ -178,3 +178,60 @@ async fn a_global_table_is_complete_before_the_first_record_is_joined() {
     assert_eq!(out["o13"], "product 3");
     log.close().expect("close");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_and_session_stores_answer_interactive_queries() {
+    use plexus_dsl::{SessionWindows, TimeWindows};
+    use plexus_runtime::serde::I64Serde;
+    use plexus_runtime::state::{SessionStoreRef, WindowStoreRef};
+
+    let data = tempfile::tempdir().expect("tmp");
+    let state = tempfile::tempdir().expect("tmp");
+    let log = Log::open(LogConfig::new(data.path())).expect("open");
+    log.create_topic("clicks", 2, TopicConfig::default()).expect("create");
+    let producer = EmbeddedProducer::new(log.clone(), ProducerConfig::default()).expect("producer");
+    let now = plexus_core::types::now_ms() / 60_000 * 60_000;
+    for (user, offset) in [("ada", 0), ("ada", 1_000), ("bob", 2_000), ("ada", 61_000)] {
+        producer.send("clicks", Record::with_key(user, "x").timestamp(now + offset)).await.expect("ack");
+    }
+    let builder = StreamsBuilder::new();
+    let clicks = builder.stream("clicks", Consumed::with(StringSerde, StringSerde)).group_by_key();
+    let _per_minute = clicks
+        .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_secs(60)))
+        .count(Materialized::named("per-minute"));
+    let _sessions = clicks
+        .windowed_by_session(SessionWindows::of_inactivity_gap_with_no_grace(Duration::from_secs(5)))
+        .count(Materialized::named("sessions"));
+    let config = StreamsConfig::from_pairs([
+        ("application.id", "clicks"),
+        ("commit.interval.ms", "50"),
+        ("state.dir", state.path().to_str().expect("utf8")),
+    ])
+    .expect("config");
+    let mut streams =
+        Streams::new(builder.build().expect("topology"), config, EmbeddedClients::new(log.clone())).expect("streams");
+    streams.start().expect("start");
+    let windows = streams.window_store(&WindowStoreRef::new("per-minute", StringSerde, I64Serde));
+    let sessions = streams.session_store(&SessionStoreRef::new("sessions", StringSerde, I64Serde));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ada = windows.fetch(&"ada".to_owned(), now, now + 120_000).expect("fetch");
+        if ada == [(now, 2), (now + 60_000, 1)] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline && streams.state() != plexus_runtime::StreamsState::Error,
+            "ada's windows: {ada:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut all = windows.fetch_all(now, now + 120_000).expect("fetch_all");
+    all.sort();
+    assert_eq!(all, [("ada".to_owned(), now, 2), ("ada".to_owned(), now + 60_000, 1), ("bob".to_owned(), now, 1)]);
+    assert_eq!(
+        sessions.fetch(&"ada".to_owned()).expect("fetch"),
+        [(now, now + 1_000, 2), (now + 61_000, now + 61_000, 1)]
+    );
+    streams.close().expect("close");
+    log.close().expect("close");
+}

@@ -194,3 +194,22 @@ fn sliding_windows_hold_the_records_within_the_time_difference() {
     );
     let _: Option<Windowed<String>> = None;
 }
+
+#[test]
+fn a_timestamp_extractor_sets_event_time_and_stream_time() {
+    let builder = plexus_dsl::StreamsBuilder::new();
+    // The value is the event time in ms; the log timestamp is ignored.
+    builder
+        .stream("readings", Consumed::with(StringSerde, I64Serde).with_timestamp_extractor(|_, at, _| *at))
+        .group_by_key()
+        .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_secs(60)))
+        .count(Materialized::named("per-minute"))
+        .to_stream()
+        .to("counts", Produced::with(WindowedSerde::new(StringSerde), OptionSerde(I64Serde)));
+    let mut driver = TopologyTestDriver::new(builder.build().expect("topology")).expect("driver");
+    let r = |at: i64| ("s1".to_owned(), at, 0);
+    pipe(&mut driver, "readings", (&StringSerde, &I64Serde), &[r(61_000), r(130_000), r(5_000), r(-1)]);
+    let starts: Vec<i64> = windowed(&mut driver, "counts").into_iter().map(|w| w.1).collect();
+    assert_eq!(starts, [MIN, 2 * MIN], "5 s is late once stream time is 130 s; a negative time is skipped");
+    assert_eq!(driver.dropped_records(), 2);
+}

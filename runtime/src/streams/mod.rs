@@ -18,6 +18,7 @@
 
 mod config;
 mod global;
+mod query;
 mod thread;
 
 use std::collections::BTreeMap;
@@ -28,10 +29,11 @@ use std::thread::JoinHandle;
 use plexus_core::client::Clients;
 
 pub use config::{DeserializationHandler, ProcessingGuarantee, StreamsConfig};
+pub use query::{QueryableKeyValueStore, QueryableSessionStore, QueryableWindowStore};
 
 use crate::error::{Error, Result};
 use crate::processor::TaskId;
-use crate::state::{BytesStore, KeyValueStoreRef, ReadOnlyKeyValueStore, RocksDbMemory};
+use crate::state::{BytesStore, KeyValueStoreRef, RocksDbMemory, SessionStoreRef, WindowStoreRef};
 use crate::topology::Topology;
 
 /// The life of a [`Streams`] application (Kafka's `KafkaStreams.State`).
@@ -278,6 +280,18 @@ impl Streams {
     pub fn store<K, V>(&self, store: &KeyValueStoreRef<K, V>) -> QueryableKeyValueStore<K, V> {
         QueryableKeyValueStore { shared: Arc::clone(&self.shared), store: store.clone() }
     }
+
+    /// A read-only view of a window store (a windowed aggregation's)
+    /// across this instance's tasks, committed contents only.
+    pub fn window_store<K, V>(&self, store: &WindowStoreRef<K, V>) -> QueryableWindowStore<K, V> {
+        QueryableWindowStore { shared: Arc::clone(&self.shared), store: store.clone() }
+    }
+
+    /// A read-only view of a session store across this instance's tasks,
+    /// committed contents only.
+    pub fn session_store<K, V>(&self, store: &SessionStoreRef<K, V>) -> QueryableSessionStore<K, V> {
+        QueryableSessionStore { shared: Arc::clone(&self.shared), store: store.clone() }
+    }
 }
 
 impl Drop for Streams {
@@ -285,65 +299,6 @@ impl Drop for Streams {
         if !self.threads.is_empty() {
             let _ = self.close();
         }
-    }
-}
-
-/// An interactive query on a key-value store of a running application.
-pub struct QueryableKeyValueStore<K, V> {
-    shared: Arc<Shared>,
-    store: KeyValueStoreRef<K, V>,
-}
-
-impl<K, V> QueryableKeyValueStore<K, V> {
-    fn stores(&self) -> Vec<Arc<dyn BytesStore>> {
-        let stores = self.shared.stores.lock().unwrap_or_else(PoisonError::into_inner);
-        stores.get(self.store.name()).map(|m| m.values().cloned().collect()).unwrap_or_default()
-    }
-
-    /// The value of a key (from whichever local task holds it).
-    pub fn get(&self, key: &K) -> Result<Option<V>> {
-        for bytes in self.stores() {
-            if let Some(v) = (ReadOnlyKeyValueStore { bytes: &*bytes, store: &self.store }).get(key)? {
-                return Ok(Some(v));
-            }
-        }
-        Ok(None)
-    }
-
-    /// Entries with `from <= key <= to`, task by task.
-    pub fn range(&self, from: &K, to: &K) -> Result<Vec<(K, V)>> {
-        let mut out = Vec::new();
-        for bytes in self.stores() {
-            out.extend(ReadOnlyKeyValueStore { bytes: &*bytes, store: &self.store }.range(from, to)?);
-        }
-        Ok(out)
-    }
-
-    /// Entries whose serialized key starts with the serialized prefix.
-    pub fn prefix(&self, prefix: &K) -> Result<Vec<(K, V)>> {
-        let mut out = Vec::new();
-        for bytes in self.stores() {
-            out.extend(ReadOnlyKeyValueStore { bytes: &*bytes, store: &self.store }.prefix(prefix)?);
-        }
-        Ok(out)
-    }
-
-    /// Every entry, task by task.
-    pub fn all(&self) -> Result<Vec<(K, V)>> {
-        let mut out = Vec::new();
-        for bytes in self.stores() {
-            out.extend(ReadOnlyKeyValueStore { bytes: &*bytes, store: &self.store }.all()?);
-        }
-        Ok(out)
-    }
-
-    /// The number of entries, estimated.
-    pub fn approximate_num_entries(&self) -> Result<u64> {
-        let mut n = 0;
-        for bytes in self.stores() {
-            n += bytes.approximate_num_entries()?;
-        }
-        Ok(n)
     }
 }
 

@@ -162,13 +162,47 @@ impl Topology {
         self.nodes.len() - 1
     }
 
-    /// A source reading `topics`, deserializing keys and values with the serdes.
+    /// A source reading `topics`, deserializing keys and values with the
+    /// serdes; a record's event time is its timestamp in the log.
     pub fn add_source<K, V>(
         &mut self,
         name: &str,
         topics: &[&str],
         key_serde: impl Serde<K> + 'static,
         value_serde: impl Serde<V> + 'static,
+    ) -> Result<NodeHandle<K, V>>
+    where
+        K: Clone + 'static,
+        V: Clone + 'static,
+    {
+        self.add_source_inner(name, topics, key_serde, value_serde, None)
+    }
+
+    /// A source whose records' event time `extractor` picks from the key,
+    /// the value and the log timestamp (Kafka's `TimestampExtractor`); a
+    /// negative time skips the record (counted as dropped).
+    pub fn add_source_with_timestamp_extractor<K, V>(
+        &mut self,
+        name: &str,
+        topics: &[&str],
+        key_serde: impl Serde<K> + 'static,
+        value_serde: impl Serde<V> + 'static,
+        extractor: impl Fn(&K, &V, plexus_core::Timestamp) -> plexus_core::Timestamp + Send + Sync + 'static,
+    ) -> Result<NodeHandle<K, V>>
+    where
+        K: Clone + 'static,
+        V: Clone + 'static,
+    {
+        self.add_source_inner(name, topics, key_serde, value_serde, Some(Arc::new(extractor)))
+    }
+
+    fn add_source_inner<K, V>(
+        &mut self,
+        name: &str,
+        topics: &[&str],
+        key_serde: impl Serde<K> + 'static,
+        value_serde: impl Serde<V> + 'static,
+        extractor: Option<crate::source_sink::TimestampExtractor<K, V>>,
     ) -> Result<NodeHandle<K, V>>
     where
         K: Clone + 'static,
@@ -191,6 +225,7 @@ impl Topology {
             let node = SourceNode {
                 key_serde: Arc::clone(&key_serde) as Arc<dyn Serde<K>>,
                 value_serde: Arc::clone(&value_serde) as Arc<dyn Serde<V>>,
+                extractor: extractor.clone(),
                 children,
             };
             Ok(Built { as_child: None, lifecycle: None, source: Some(Rc::new(RefCell::new(node))) })
