@@ -114,12 +114,16 @@ where
     let key_serde = materialized.key_serde.clone().unwrap_or_else(|| Arc::clone(&consumed.key_serde));
     let value_serde = materialized.value_serde.clone().unwrap_or_else(|| Arc::clone(&consumed.value_serde));
     let store = KeyValueStoreRef::new(&store_name, Arc::clone(&key_serde), Arc::clone(&value_serde));
-    let r = inner.topology.add_source(
-        &source,
-        &[topic],
-        Arc::clone(&consumed.key_serde),
-        OptionSerde(Arc::clone(&consumed.value_serde)),
-    );
+    let (ks, vs) = (Arc::clone(&consumed.key_serde), OptionSerde(Arc::clone(&consumed.value_serde)));
+    let r = match consumed.extractor.clone() {
+        // A tombstone keeps its log timestamp.
+        Some(extract) => {
+            inner.topology.add_source_with_timestamp_extractor(&source, &[topic], ks, vs, move |k, v, t| {
+                v.as_ref().map_or(t, |v| extract(k, v, t))
+            })
+        }
+        None => inner.topology.add_source(&source, &[topic], ks, vs),
+    };
     let node = inner.ok(r).and_then(|parent| {
         let store = store.clone();
         add_fn(&mut inner, &name, &[parent], move |r: Record<K, Option<V>>, ctx| {
