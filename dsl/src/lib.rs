@@ -23,6 +23,7 @@
 //! ```
 
 mod aggregate;
+mod fk_join;
 mod grouped;
 mod grouped_table;
 mod join;

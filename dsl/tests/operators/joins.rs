@@ -198,3 +198,61 @@ fn a_stream_joins_a_global_table_on_a_key_it_computes_without_repartitioning() {
     all.sort();
     assert_eq!(all, owned(&[("o1", s("p1=pen")), ("o2", s("p2=ink")), ("o3", s("p3=?"))]));
 }
+
+#[test]
+fn a_foreign_key_join_follows_changes_on_both_sides() {
+    let builder = StreamsBuilder::new();
+    // Orders (order id → customer id) and customers (customer id → name).
+    let orders = builder.table("orders", Consumed::with(StringSerde, StringSerde), Materialized::named("orders"));
+    let customers =
+        builder.table("customers", Consumed::with(StringSerde, StringSerde), Materialized::named("customers"));
+    orders
+        .join_foreign_key(
+            &customers,
+            |customer| customer.clone(),
+            |c, name| format!("{c}:{name}"),
+            Materialized::named("named-orders").with_value_serde(StringSerde),
+        )
+        .to("named-orders", Produced::with(StringSerde, StringSerde));
+    let topology = builder.build().expect("topology");
+    let text = topology.describe().to_string();
+    assert!(
+        text.contains("named-orders-subscription-registration") && text.contains("named-orders-subscription-response"),
+        "{text}"
+    );
+    // Different partition counts: a foreign-key join needs no co-partitioning.
+    let mut driver = TopologyTestDriver::with_partitions(topology, 3).expect("driver");
+    driver.create_topic("customers", 2).expect("topic");
+    let read_opt = |driver: &mut TopologyTestDriver| -> Vec<(String, Option<String>)> {
+        driver
+            .read_output("named-orders", &StringSerde, &OptionSerde(StringSerde))
+            .expect("read")
+            .into_iter()
+            .map(|r| (r.key, r.value))
+            .collect()
+    };
+    pipe(&mut driver, "customers", (&StringSerde, &StringSerde), &[(s("c1"), s("Ada"), 1), (s("c2"), s("Grace"), 1)]);
+    pipe(
+        &mut driver,
+        "orders",
+        (&StringSerde, &StringSerde),
+        &[(s("o1"), s("c1"), 2), (s("o2"), s("c2"), 2), (s("o3"), s("c9"), 2)],
+    );
+    let mut first = read_opt(&mut driver);
+    first.sort();
+    assert_eq!(first, [(s("o1"), Some(s("c1:Ada"))), (s("o2"), Some(s("c2:Grace")))], "o3's customer is unknown");
+    // The right side changes: every order of c1 follows.
+    pipe(&mut driver, "customers", (&StringSerde, &StringSerde), &[(s("c1"), s("Ada L."), 3)]);
+    assert_eq!(read_opt(&mut driver), [(s("o1"), Some(s("c1:Ada L.")))]);
+    // An order moves to another customer; a customer that appears completes o3.
+    pipe(&mut driver, "orders", (&StringSerde, &StringSerde), &[(s("o1"), s("c2"), 4)]);
+    pipe(&mut driver, "customers", (&StringSerde, &StringSerde), &[(s("c9"), s("Edsger"), 5)]);
+    assert_eq!(read_opt(&mut driver), [(s("o1"), Some(s("c2:Grace"))), (s("o3"), Some(s("c9:Edsger")))]);
+    // c1 changes again: o1 no longer follows it.
+    pipe(&mut driver, "customers", (&StringSerde, &StringSerde), &[(s("c1"), s("Lovelace"), 6)]);
+    assert!(read_opt(&mut driver).is_empty());
+    // Deleting an order deletes its result; deleting a customer, its orders'.
+    driver.pipe_raw("orders", Some(bytes::Bytes::from_static(b"o2")), None, 7, Vec::new()).expect("delete");
+    driver.pipe_raw("customers", Some(bytes::Bytes::from_static(b"c9")), None, 8, Vec::new()).expect("delete");
+    assert_eq!(read_opt(&mut driver), [(s("o2"), None), (s("o3"), None)]);
+}

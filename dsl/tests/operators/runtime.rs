@@ -235,3 +235,75 @@ async fn window_and_session_stores_answer_interactive_queries() {
     streams.close().expect("close");
     log.close().expect("close");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_key_join_runs_across_differently_partitioned_topics() {
+    let data = tempfile::tempdir().expect("tmp");
+    let state = tempfile::tempdir().expect("tmp");
+    let log = Log::open(LogConfig::new(data.path())).expect("open");
+    log.create_topic("orders", 3, TopicConfig::default()).expect("create");
+    log.create_topic("customers", 2, TopicConfig::default()).expect("create");
+    log.create_topic("named", 3, TopicConfig::default()).expect("create");
+    let producer = EmbeddedProducer::new(log.clone(), ProducerConfig::default()).expect("producer");
+    for c in 0..5 {
+        producer
+            .send("customers", Record::with_key(format!("c{c}"), format!("customer {c}")).timestamp(0))
+            .await
+            .expect("ack");
+    }
+    for o in 0..30 {
+        producer
+            .send("orders", Record::with_key(format!("o{o}"), format!("c{}", o % 5)).timestamp(1))
+            .await
+            .expect("ack");
+    }
+    let builder = StreamsBuilder::new();
+    let orders = builder.table("orders", Consumed::with(StringSerde, StringSerde), Materialized::named("orders"));
+    let customers =
+        builder.table("customers", Consumed::with(StringSerde, StringSerde), Materialized::named("customers"));
+    orders
+        .join_foreign_key(
+            &customers,
+            |c| c.clone(),
+            |_, name| name.clone(),
+            Materialized::named("named").with_value_serde(StringSerde),
+        )
+        .to("named", Produced::with(StringSerde, StringSerde));
+    let config = StreamsConfig::from_pairs([
+        ("application.id", "fk"),
+        ("commit.interval.ms", "50"),
+        ("num.stream.threads", "2"),
+        ("state.dir", state.path().to_str().expect("utf8")),
+    ])
+    .expect("config");
+    let mut streams =
+        Streams::new(builder.build().expect("topology"), config, EmbeddedClients::new(log.clone())).expect("streams");
+    streams.start().expect("start");
+    let mut consumer = EmbeddedConsumer::new(log.clone(), {
+        let mut c = ConsumerConfig::without_group();
+        c.set("auto.offset.reset", "earliest").expect("valid");
+        c
+    });
+    consumer.assign(&(0..3).map(|p| TopicPartition::new("named", p)).collect::<Vec<_>>()).await.expect("assign");
+    let mut out = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while out.len() < 30 {
+        if Instant::now() > deadline || streams.state() == plexus_runtime::StreamsState::Error {
+            panic!("only {} of 30 orders joined; the application: {:?}", out.len(), streams.close());
+        }
+        for r in consumer.poll(Duration::from_millis(100)).await.expect("poll") {
+            out.insert(
+                StringSerde.deserialize(r.key.as_deref()).expect("key"),
+                StringSerde.deserialize(r.value.as_deref()).expect("value"),
+            );
+        }
+    }
+    streams.close().expect("close");
+    assert_eq!(out["o7"], "customer 2");
+    assert!(
+        log.offsets(&TopicPartition::new("fk-named-subscription-registration", 1)).is_ok(),
+        "registration follows the customers' 2 partitions"
+    );
+    assert!(log.offsets(&TopicPartition::new("fk-named-subscription-registration", 2)).is_err());
+    log.close().expect("close");
+}
