@@ -1,7 +1,8 @@
-//! DSL topologies on the real runtime (embedded log, RocksDB, threads)
-//! give what the test driver gives: here a word count whose key change
-//! goes through a repartition topic the application creates, joined with
-//! a table.
+//! DSL topologies on the real runtime (embedded log, RocksDB, threads):
+//! a word count whose key change goes through a repartition topic the
+//! application creates, joined with a table, giving what the test driver
+//! gives; a global table; interactive queries on window and session
+//! stores; a foreign-key join across differently partitioned topics.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -13,6 +14,76 @@ use plexus_core::{Log, LogConfig, Record, TopicConfig, TopicPartition};
 use plexus_dsl::{Consumed, Grouped, Materialized, Produced, StreamsBuilder};
 use plexus_runtime::serde::{Serde, StringSerde};
 use plexus_runtime::{Streams, StreamsConfig, Topology, TopologyTestDriver};
+
+/// An embedded log with topics, and the state directory of the application run on it.
+struct Embedded {
+    log: Log,
+    _data: tempfile::TempDir,
+    state: tempfile::TempDir,
+}
+
+impl Embedded {
+    /// A fresh log with `topics` (name, partitions).
+    fn new(topics: &[(&str, i32)]) -> Self {
+        let data = tempfile::tempdir().expect("tmp");
+        let log = Log::open(LogConfig::new(data.path())).expect("open");
+        for (t, p) in topics {
+            log.create_topic(t, *p, TopicConfig::default()).expect("create");
+        }
+        Self { log, _data: data, state: tempfile::tempdir().expect("tmp") }
+    }
+
+    /// Produces `(key, value, timestamp)` string records to `topic`.
+    async fn produce(&self, topic: &str, records: impl IntoIterator<Item = (String, String, i64)>) {
+        let producer = EmbeddedProducer::new(self.log.clone(), ProducerConfig::default()).expect("producer");
+        for (k, v, ts) in records {
+            producer.send(topic, Record::with_key(k, v).timestamp(ts)).await.expect("ack");
+        }
+    }
+
+    /// Starts `topology` as `application_id` with `threads` stream threads.
+    fn start(&self, topology: Topology, application_id: &str, threads: usize) -> Streams {
+        let threads = threads.to_string();
+        let config = StreamsConfig::from_pairs([
+            ("application.id", application_id),
+            ("commit.interval.ms", "50"),
+            ("num.stream.threads", threads.as_str()),
+            ("state.dir", self.state.path().to_str().expect("utf8")),
+        ])
+        .expect("config");
+        let mut streams = Streams::new(topology, config, EmbeddedClients::new(self.log.clone())).expect("streams");
+        streams.start().expect("start");
+        streams
+    }
+
+    /// The latest string value per key of `topic`, once `records` records
+    /// arrived (failing with the application's error if it failed).
+    async fn read_latest(&self, streams: &mut Streams, topic: &str, records: usize) -> BTreeMap<String, String> {
+        let partitions = self.log.partition_count(topic).expect("topic");
+        let mut consumer = EmbeddedConsumer::new(self.log.clone(), {
+            let mut c = ConsumerConfig::without_group();
+            c.set("auto.offset.reset", "earliest").expect("valid");
+            c
+        });
+        consumer
+            .assign(&(0..partitions).map(|p| TopicPartition::new(topic, p)).collect::<Vec<_>>())
+            .await
+            .expect("assign");
+        let (mut latest, mut seen) = (BTreeMap::new(), 0);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while seen < records {
+            if Instant::now() > deadline || streams.state() == plexus_runtime::StreamsState::Error {
+                panic!("only {seen} of {records} records arrived in {topic}; the application: {:?}", streams.close());
+            }
+            for r in consumer.poll(Duration::from_millis(100)).await.expect("poll") {
+                let k = StringSerde.deserialize(r.key.as_deref()).expect("key");
+                latest.insert(k, StringSerde.deserialize(r.value.as_deref()).expect("value"));
+                seen += 1;
+            }
+        }
+        latest
+    }
+}
 
 const LINES: &[&str] = &["a b c a", "b c d", "a a e", "f b a", "c c c"];
 
@@ -49,54 +120,21 @@ fn expected() -> BTreeMap<String, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn word_count_with_a_repartition_and_a_join_matches_the_test_driver() {
-    let data = tempfile::tempdir().expect("tmp");
-    let state = tempfile::tempdir().expect("tmp");
-    let log = Log::open(LogConfig::new(data.path())).expect("open");
-    for t in ["lines", "categories", "labelled"] {
-        log.create_topic(t, 3, TopicConfig::default()).expect("create");
-    }
-    let producer = EmbeddedProducer::new(log.clone(), ProducerConfig::default()).expect("producer");
-    for (w, c) in [("a", "vowel"), ("e", "vowel")] {
-        producer.send("categories", Record::with_key(w, c).timestamp(0)).await.expect("ack");
-    }
-    for (i, l) in LINES.iter().enumerate() {
-        producer.send("lines", Record::with_key(format!("l{i}"), *l).timestamp(10 + i as i64)).await.expect("ack");
-    }
-    let config = StreamsConfig::from_pairs([
-        ("application.id", "labelled-counts"),
-        ("commit.interval.ms", "50"),
-        ("num.stream.threads", "2"),
-        ("state.dir", state.path().to_str().expect("utf8")),
-    ])
-    .expect("config");
-    let mut streams = Streams::new(topology(), config, EmbeddedClients::new(log.clone())).expect("streams");
-    streams.start().expect("start");
-
+    let embedded = Embedded::new(&[("lines", 3), ("categories", 3), ("labelled", 3)]);
+    let categories = [("a", "vowel"), ("e", "vowel")];
+    embedded.produce("categories", categories.iter().map(|(w, c)| ((*w).to_owned(), (*c).to_owned(), 0))).await;
+    let lines = LINES.iter().enumerate().map(|(i, l)| (format!("l{i}"), (*l).to_owned(), 10 + i as i64));
+    embedded.produce("lines", lines).await;
+    let mut streams = embedded.start(topology(), "labelled-counts", 2);
     let words: usize = LINES.iter().map(|l| l.split_whitespace().count()).sum();
-    let mut consumer = EmbeddedConsumer::new(log.clone(), {
-        let mut c = ConsumerConfig::without_group();
-        c.set("auto.offset.reset", "earliest").expect("valid");
-        c
-    });
-    consumer.assign(&(0..3).map(|p| TopicPartition::new("labelled", p)).collect::<Vec<_>>()).await.expect("assign");
-    let mut latest = BTreeMap::new();
-    let mut seen = 0;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while seen < words {
-        if Instant::now() > deadline || streams.state() == plexus_runtime::StreamsState::Error {
-            panic!("only {seen} of {words} updates arrived; the application: {:?}", streams.close());
-        }
-        for r in consumer.poll(Duration::from_millis(100)).await.expect("poll") {
-            let k = StringSerde.deserialize(r.key.as_deref()).expect("key");
-            let v = StringSerde.deserialize(r.value.as_deref()).expect("value");
-            latest.insert(k, v);
-            seen += 1;
-        }
-    }
+    let latest = embedded.read_latest(&mut streams, "labelled", words).await;
     streams.close().expect("close");
     assert_eq!(latest, expected());
     let repartition = TopicPartition::new("labelled-counts-counts-repartition", 2);
-    assert!(log.offsets(&repartition).is_ok(), "the application created its repartition topic with 3 partitions");
+    assert!(
+        embedded.log.offsets(&repartition).is_ok(),
+        "the application created its repartition topic with 3 partitions"
+    );
 
     let mut driver = TopologyTestDriver::with_partitions(topology(), 3).expect("driver");
     for (w, c) in [("a", "vowel"), ("e", "vowel")] {
@@ -114,31 +152,15 @@ async fn word_count_with_a_repartition_and_a_join_matches_the_test_driver() {
         .map(|r| (r.key, r.value))
         .collect();
     assert_eq!(from_driver, latest, "the driver and the runtime agree");
-    log.close().expect("close");
+    embedded.log.close().expect("close");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_global_table_is_complete_before_the_first_record_is_joined() {
-    let data = tempfile::tempdir().expect("tmp");
-    let state = tempfile::tempdir().expect("tmp");
-    let log = Log::open(LogConfig::new(data.path())).expect("open");
-    log.create_topic("products", 3, TopicConfig::default()).expect("create");
-    log.create_topic("orders", 2, TopicConfig::default()).expect("create");
-    log.create_topic("named", 2, TopicConfig::default()).expect("create");
-    let producer = EmbeddedProducer::new(log.clone(), ProducerConfig::default()).expect("producer");
+    let embedded = Embedded::new(&[("products", 3), ("orders", 2), ("named", 2)]);
     // The orders come first in time: only a complete global table joins them all.
-    for i in 0..50 {
-        producer
-            .send("orders", Record::with_key(format!("o{i}"), format!("p{}", i % 10)).timestamp(0))
-            .await
-            .expect("ack");
-    }
-    for p in 0..10 {
-        producer
-            .send("products", Record::with_key(format!("p{p}"), format!("product {p}")).timestamp(100))
-            .await
-            .expect("ack");
-    }
+    embedded.produce("orders", (0..50).map(|i| (format!("o{i}"), format!("p{}", i % 10), 0))).await;
+    embedded.produce("products", (0..10).map(|p| (format!("p{p}"), format!("product {p}"), 100))).await;
     let builder = StreamsBuilder::new();
     let products =
         builder.global_table("products", Consumed::with(StringSerde, StringSerde), Materialized::named("products"));
@@ -146,37 +168,12 @@ async fn a_global_table_is_complete_before_the_first_record_is_joined() {
         .stream("orders", Consumed::with(StringSerde, StringSerde))
         .join_global(&products, |_, p| p.clone(), |_, name| name.clone())
         .to("named", Produced::with(StringSerde, StringSerde));
-    let config = StreamsConfig::from_pairs([
-        ("application.id", "named-orders"),
-        ("commit.interval.ms", "50"),
-        ("state.dir", state.path().to_str().expect("utf8")),
-    ])
-    .expect("config");
-    let mut streams =
-        Streams::new(builder.build().expect("topology"), config, EmbeddedClients::new(log.clone())).expect("streams");
-    streams.start().expect("start");
-    let mut consumer = EmbeddedConsumer::new(log.clone(), {
-        let mut c = ConsumerConfig::without_group();
-        c.set("auto.offset.reset", "earliest").expect("valid");
-        c
-    });
-    consumer.assign(&(0..2).map(|p| TopicPartition::new("named", p)).collect::<Vec<_>>()).await.expect("assign");
-    let mut out = BTreeMap::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while out.len() < 50 {
-        if Instant::now() > deadline || streams.state() == plexus_runtime::StreamsState::Error {
-            panic!("only {} of 50 orders joined; the application: {:?}", out.len(), streams.close());
-        }
-        for r in consumer.poll(Duration::from_millis(100)).await.expect("poll") {
-            out.insert(
-                StringSerde.deserialize(r.key.as_deref()).expect("key"),
-                StringSerde.deserialize(r.value.as_deref()).expect("value"),
-            );
-        }
-    }
+    let mut streams = embedded.start(builder.build().expect("topology"), "named-orders", 1);
+    let out = embedded.read_latest(&mut streams, "named", 50).await;
     streams.close().expect("close");
+    assert_eq!(out.len(), 50);
     assert_eq!(out["o13"], "product 3");
-    log.close().expect("close");
+    embedded.log.close().expect("close");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,15 +182,10 @@ async fn window_and_session_stores_answer_interactive_queries() {
     use plexus_runtime::serde::I64Serde;
     use plexus_runtime::state::{SessionStoreRef, WindowStoreRef};
 
-    let data = tempfile::tempdir().expect("tmp");
-    let state = tempfile::tempdir().expect("tmp");
-    let log = Log::open(LogConfig::new(data.path())).expect("open");
-    log.create_topic("clicks", 2, TopicConfig::default()).expect("create");
-    let producer = EmbeddedProducer::new(log.clone(), ProducerConfig::default()).expect("producer");
+    let embedded = Embedded::new(&[("clicks", 2)]);
     let now = plexus_core::types::now_ms() / 60_000 * 60_000;
-    for (user, offset) in [("ada", 0), ("ada", 1_000), ("bob", 2_000), ("ada", 61_000)] {
-        producer.send("clicks", Record::with_key(user, "x").timestamp(now + offset)).await.expect("ack");
-    }
+    let clicks = [("ada", 0), ("ada", 1_000), ("bob", 2_000), ("ada", 61_000)];
+    embedded.produce("clicks", clicks.iter().map(|(u, at)| ((*u).to_owned(), "x".to_owned(), now + at))).await;
     let builder = StreamsBuilder::new();
     let clicks = builder.stream("clicks", Consumed::with(StringSerde, StringSerde)).group_by_key();
     let _per_minute = clicks
@@ -202,15 +194,7 @@ async fn window_and_session_stores_answer_interactive_queries() {
     let _sessions = clicks
         .windowed_by_session(SessionWindows::of_inactivity_gap_with_no_grace(Duration::from_secs(5)))
         .count(Materialized::named("sessions"));
-    let config = StreamsConfig::from_pairs([
-        ("application.id", "clicks"),
-        ("commit.interval.ms", "50"),
-        ("state.dir", state.path().to_str().expect("utf8")),
-    ])
-    .expect("config");
-    let mut streams =
-        Streams::new(builder.build().expect("topology"), config, EmbeddedClients::new(log.clone())).expect("streams");
-    streams.start().expect("start");
+    let mut streams = embedded.start(builder.build().expect("topology"), "clicks", 1);
     let windows = streams.window_store(&WindowStoreRef::new("per-minute", StringSerde, I64Serde));
     let sessions = streams.session_store(&SessionStoreRef::new("sessions", StringSerde, I64Serde));
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -228,82 +212,31 @@ async fn window_and_session_stores_answer_interactive_queries() {
     let mut all = windows.fetch_all(now, now + 120_000).expect("fetch_all");
     all.sort();
     assert_eq!(all, [("ada".to_owned(), now, 2), ("ada".to_owned(), now + 60_000, 1), ("bob".to_owned(), now, 1)]);
-    assert_eq!(
-        sessions.fetch(&"ada".to_owned()).expect("fetch"),
-        [(now, now + 1_000, 2), (now + 61_000, now + 61_000, 1)]
-    );
+    let ada_sessions = sessions.fetch(&"ada".to_owned()).expect("fetch");
+    assert_eq!(ada_sessions, [(now, now + 1_000, 2), (now + 61_000, now + 61_000, 1)]);
     streams.close().expect("close");
-    log.close().expect("close");
+    embedded.log.close().expect("close");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_foreign_key_join_runs_across_differently_partitioned_topics() {
-    let data = tempfile::tempdir().expect("tmp");
-    let state = tempfile::tempdir().expect("tmp");
-    let log = Log::open(LogConfig::new(data.path())).expect("open");
-    log.create_topic("orders", 3, TopicConfig::default()).expect("create");
-    log.create_topic("customers", 2, TopicConfig::default()).expect("create");
-    log.create_topic("named", 3, TopicConfig::default()).expect("create");
-    let producer = EmbeddedProducer::new(log.clone(), ProducerConfig::default()).expect("producer");
-    for c in 0..5 {
-        producer
-            .send("customers", Record::with_key(format!("c{c}"), format!("customer {c}")).timestamp(0))
-            .await
-            .expect("ack");
-    }
-    for o in 0..30 {
-        producer
-            .send("orders", Record::with_key(format!("o{o}"), format!("c{}", o % 5)).timestamp(1))
-            .await
-            .expect("ack");
-    }
+    let embedded = Embedded::new(&[("orders", 3), ("customers", 2), ("named", 3)]);
+    embedded.produce("customers", (0..5).map(|c| (format!("c{c}"), format!("customer {c}"), 0))).await;
+    embedded.produce("orders", (0..30).map(|o| (format!("o{o}"), format!("c{}", o % 5), 1))).await;
     let builder = StreamsBuilder::new();
     let orders = builder.table("orders", Consumed::with(StringSerde, StringSerde), Materialized::named("orders"));
     let customers =
         builder.table("customers", Consumed::with(StringSerde, StringSerde), Materialized::named("customers"));
+    let named = Materialized::named("named").with_value_serde(StringSerde);
     orders
-        .join_foreign_key(
-            &customers,
-            |c| c.clone(),
-            |_, name| name.clone(),
-            Materialized::named("named").with_value_serde(StringSerde),
-        )
+        .join_foreign_key(&customers, |c| c.clone(), |_, name| name.clone(), named)
         .to("named", Produced::with(StringSerde, StringSerde));
-    let config = StreamsConfig::from_pairs([
-        ("application.id", "fk"),
-        ("commit.interval.ms", "50"),
-        ("num.stream.threads", "2"),
-        ("state.dir", state.path().to_str().expect("utf8")),
-    ])
-    .expect("config");
-    let mut streams =
-        Streams::new(builder.build().expect("topology"), config, EmbeddedClients::new(log.clone())).expect("streams");
-    streams.start().expect("start");
-    let mut consumer = EmbeddedConsumer::new(log.clone(), {
-        let mut c = ConsumerConfig::without_group();
-        c.set("auto.offset.reset", "earliest").expect("valid");
-        c
-    });
-    consumer.assign(&(0..3).map(|p| TopicPartition::new("named", p)).collect::<Vec<_>>()).await.expect("assign");
-    let mut out = BTreeMap::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while out.len() < 30 {
-        if Instant::now() > deadline || streams.state() == plexus_runtime::StreamsState::Error {
-            panic!("only {} of 30 orders joined; the application: {:?}", out.len(), streams.close());
-        }
-        for r in consumer.poll(Duration::from_millis(100)).await.expect("poll") {
-            out.insert(
-                StringSerde.deserialize(r.key.as_deref()).expect("key"),
-                StringSerde.deserialize(r.value.as_deref()).expect("value"),
-            );
-        }
-    }
+    let mut streams = embedded.start(builder.build().expect("topology"), "fk", 2);
+    let out = embedded.read_latest(&mut streams, "named", 30).await;
     streams.close().expect("close");
     assert_eq!(out["o7"], "customer 2");
-    assert!(
-        log.offsets(&TopicPartition::new("fk-named-subscription-registration", 1)).is_ok(),
-        "registration follows the customers' 2 partitions"
-    );
-    assert!(log.offsets(&TopicPartition::new("fk-named-subscription-registration", 2)).is_err());
-    log.close().expect("close");
+    let registration = |p| TopicPartition::new("fk-named-subscription-registration", p);
+    assert!(embedded.log.offsets(&registration(1)).is_ok(), "registration follows the customers' 2 partitions");
+    assert!(embedded.log.offsets(&registration(2)).is_err());
+    embedded.log.close().expect("close");
 }
