@@ -481,12 +481,25 @@ impl<K: Clone + 'static, V: Clone + 'static, VO: Clone + 'static, VR: Clone + 's
         // A partner of a record at t has a timestamp up to t + after (or
         // before) and is itself accepted until its own window closes.
         let horizon = now.saturating_sub(w.before + w.after + w.grace);
+        // Everything below the low-water mark was emitted already: scanning
+        // from it skips the deletions, which stay in the record cache as
+        // tombstones until the commit. No record accepted later can be
+        // older than the horizon, so the mark only rises.
+        let low = match ctx.key_value_store(outer)?.get(&LOW_WATER)? {
+            Some(b) => b.as_ref().try_into().map(i64::from_be_bytes).map_err(|_| corrupt_outer())?,
+            None => i64::MIN,
+        };
+        if horizon <= low {
+            return Ok(());
+        }
         let expired = ctx
             .key_value_store(outer)?
-            .range(&outer_key(i64::MIN, Side::This, &[]), &outer_key(horizon, Side::This, &[]))?;
+            .range(&outer_key(low, Side::This, &[]), &outer_key(horizon, Side::This, &[]))?;
+        ctx.key_value_store(outer)?.put(&LOW_WATER, &Bytes::copy_from_slice(&horizon.to_be_bytes()))?;
         for (k, list) in expired {
-            let ts = i64::from_be_bytes(k[..8].try_into().unwrap_or([0; 8])) ^ i64::MIN;
-            if ts >= horizon {
+            let head: [u8; 8] = k.get(..8).and_then(|h| h.try_into().ok()).ok_or_else(corrupt_outer)?;
+            let ts = i64::from_be_bytes(head) ^ i64::MIN;
+            if ts >= horizon || k.len() < 9 {
                 continue;
             }
             ctx.key_value_store(outer)?.delete(&k)?;
@@ -513,6 +526,14 @@ impl<K: Clone + 'static, V: Clone + 'static, VO: Clone + 'static, VR: Clone + 's
         }
         Ok(())
     }
+}
+
+/// The outer-join store's key for its low-water mark: empty, so it sorts
+/// before every record's key.
+const LOW_WATER: Bytes = Bytes::new();
+
+fn corrupt_outer() -> Error {
+    Error::Topology("stream-stream join: the outer-join store holds an entry it cannot read".into())
 }
 
 impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
