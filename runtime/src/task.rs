@@ -25,8 +25,9 @@ pub(crate) type OpenStore<'a> = dyn FnMut(TaskId, &StoreBuilder) -> Result<Arc<d
 
 type SourceRef = Rc<RefCell<dyn RawSource>>;
 
-/// The global stores of an instance, shared by all its tasks.
-pub(crate) type GlobalStores = Vec<(StoreBuilder, Arc<dyn BytesStore>)>;
+/// Stores with their specs: an instance's global stores (shared by all
+/// its tasks), or a standby task's stores.
+pub(crate) type OpenStores = Vec<(StoreBuilder, Arc<dyn BytesStore>)>;
 
 /// One task's processor graph and state.
 pub(crate) struct StreamTask {

@@ -80,7 +80,7 @@ pub struct TopologyTestDriver {
     wall_clock: Timestamp,
     dropped_records: u64,
     /// The global stores, in memory, updated as their topics get records.
-    globals: crate::task::GlobalStores,
+    globals: crate::task::OpenStores,
 }
 
 impl std::fmt::Debug for TopologyTestDriver {

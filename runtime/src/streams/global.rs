@@ -15,11 +15,11 @@ use plexus_core::client::{ConsumerConfig, SeekTo};
 use super::Shared;
 use crate::error::{Error, Result};
 use crate::state::{BytesStore, InMemoryStore, RocksDbStore, WriteBatch};
-use crate::task::GlobalStores;
+use crate::task::OpenStores;
 
 /// Opens the global stores of the topology (RocksDB under
 /// `<state.dir>/<application.id>/global`, or memory).
-pub(super) fn open(shared: &Shared) -> Result<GlobalStores> {
+pub(super) fn open(shared: &Shared) -> Result<OpenStores> {
     let dir = shared.config.state_dir.join(&shared.config.application_id).join("global");
     shared
         .topology
@@ -38,7 +38,7 @@ pub(super) fn open(shared: &Shared) -> Result<GlobalStores> {
 
 /// Runs the global thread: catches up (then sends on `ready`), follows
 /// until shutdown.
-pub(super) fn run(shared: &Arc<Shared>, stores: &GlobalStores, ready: std::sync::mpsc::Sender<Result<()>>) {
+pub(super) fn run(shared: &Arc<Shared>, stores: &OpenStores, ready: std::sync::mpsc::Sender<Result<()>>) {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -55,7 +55,7 @@ pub(super) fn run(shared: &Arc<Shared>, stores: &GlobalStores, ready: std::sync:
     }
 }
 
-async fn follow(shared: &Shared, stores: &GlobalStores, ready: &std::sync::mpsc::Sender<Result<()>>) -> Result<()> {
+async fn follow(shared: &Shared, stores: &OpenStores, ready: &std::sync::mpsc::Sender<Result<()>>) -> Result<()> {
     let admin = shared.clients.admin();
     let mut cc = ConsumerConfig::without_group();
     cc.set("max.poll.records", "10000").map_err(|e| Error::Log(e.into()))?;
@@ -116,7 +116,7 @@ async fn follow(shared: &Shared, stores: &GlobalStores, ready: &std::sync::mpsc:
 
 fn store_of<'a>(
     globals: &[crate::topology::GlobalStore],
-    stores: &'a GlobalStores,
+    stores: &'a OpenStores,
     topic: &str,
 ) -> Result<&'a Arc<dyn BytesStore>> {
     let name = globals.iter().find(|g| g.topic == topic).map(|g| g.store.name());

@@ -19,6 +19,7 @@
 mod config;
 mod global;
 mod query;
+mod standby;
 mod thread;
 
 use std::collections::BTreeMap;
@@ -76,7 +77,7 @@ pub(crate) struct Shared {
     pub(crate) process_id: String,
     pub(crate) metrics: Metrics,
     /// The global stores, once `start` opened them.
-    pub(crate) globals: std::sync::OnceLock<crate::task::GlobalStores>,
+    pub(crate) globals: std::sync::OnceLock<crate::task::OpenStores>,
 }
 
 /// Counters the threads keep.
@@ -86,6 +87,7 @@ pub(crate) struct Metrics {
     pub(crate) records_restored: AtomicU64,
     pub(crate) records_skipped: AtomicU64,
     pub(crate) records_dropped: AtomicU64,
+    pub(crate) records_standby: AtomicU64,
     pub(crate) commits: AtomicU64,
 }
 
@@ -101,6 +103,8 @@ pub struct StreamsMetrics {
     /// Records processors dropped: too late for their window (after its
     /// grace period), say (Kafka's `dropped-records-total`).
     pub records_dropped: u64,
+    /// Changelog records applied to standby replicas.
+    pub records_standby: u64,
     /// Commits completed.
     pub commits: u64,
 }
@@ -230,6 +234,15 @@ impl Streams {
                 Err(_) => return Err(Error::Topology(format!("{name} stopped before its stores caught up"))),
             }
         }
+        if self.shared.config.num_standby_replicas > 0 && self.shared.topology.stores.iter().any(|s| s.logging) {
+            let shared = Arc::clone(&self.shared);
+            let name = format!("{}-StandbyThread", shared.config.application_id);
+            let handle = std::thread::Builder::new()
+                .name(name.clone())
+                .spawn(move || standby::run(&shared))
+                .map_err(|e| Error::Topology(format!("cannot start {name}: {e}")))?;
+            self.threads.push(handle);
+        }
         for index in 0..self.shared.config.num_stream_threads {
             let shared = Arc::clone(&self.shared);
             let name = format!("{}-StreamThread-{}", shared.config.application_id, index + 1);
@@ -270,6 +283,7 @@ impl Streams {
             records_restored: m.records_restored.load(Ordering::Relaxed),
             records_skipped: m.records_skipped.load(Ordering::Relaxed),
             records_dropped: m.records_dropped.load(Ordering::Relaxed),
+            records_standby: m.records_standby.load(Ordering::Relaxed),
             commits: m.commits.load(Ordering::Relaxed),
         }
     }

@@ -147,7 +147,11 @@ fn in_timestamp_order(records: Vec<ConsumerRecord>) -> Vec<ConsumerRecord> {
 /// process still holds it: in a rebalance a task can be assigned here
 /// before the thread that had it has closed it (Kafka Streams retries its
 /// task-directory lock the same way).
-fn open_when_released(dir: &std::path::Path, name: &str, memory: &crate::state::RocksDbMemory) -> Result<RocksDbStore> {
+pub(super) fn open_when_released(
+    dir: &std::path::Path,
+    name: &str,
+    memory: &crate::state::RocksDbMemory,
+) -> Result<RocksDbStore> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         match RocksDbStore::open(dir, name, memory) {
@@ -201,7 +205,12 @@ impl StreamThread {
         let eos = config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2;
         let mut cc = ConsumerConfig::new(config.application_id.clone());
         let pairs = [
-            ("client.id", format!("{}-StreamThread-{}-consumer", config.application_id, index + 1)),
+            // Kafka Streams' client id; the process id in it tells other
+            // instances who runs which task (standby placement).
+            (
+                "client.id",
+                format!("{}-{}-StreamThread-{}-consumer", config.application_id, shared.process_id, index + 1),
+            ),
             ("enable.auto.commit", "false".into()),
             ("auto.offset.reset", config.auto_offset_reset.clone()),
             ("partition.assignment.strategy", "range".into()),

@@ -4,6 +4,7 @@
 
 mod driver;
 mod eos;
+mod standby;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
