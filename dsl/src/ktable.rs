@@ -124,6 +124,10 @@ where
         }
         None => inner.topology.add_source(&source, &[topic], ks, vs),
     };
+    if let Some(policy) = consumed.offset_reset {
+        let reset = inner.topology.set_offset_reset(topic, policy);
+        inner.ok(reset);
+    }
     let node = inner.ok(r).and_then(|parent| {
         let store = store.clone();
         add_fn(&mut inner, &name, &[parent], move |r: Record<K, Option<V>>, ctx| {

@@ -45,7 +45,7 @@ pub use grouped_table::KGroupedTable;
 pub use join::{GlobalKTable, JoinWindows};
 pub use kstream::{Branched, KStream};
 pub use ktable::{Change, KTable};
-pub use options::{Consumed, Grouped, Joined, Materialized, Produced, Repartitioned, StreamJoined};
+pub use options::{AutoOffsetReset, Consumed, Grouped, Joined, Materialized, Produced, Repartitioned, StreamJoined};
 pub use suppress::{BufferConfig, Suppressed};
 pub use windows::{SessionWindows, SlidingWindows, TimeWindows, Window, Windowed, WindowedSerde};
 
@@ -168,6 +168,10 @@ impl StreamsBuilder {
             None => inner.topology.add_source(&name, &[topic], ks, vs),
         };
         let node = inner.ok(node);
+        if let Some(policy) = consumed.offset_reset {
+            let r = inner.topology.set_offset_reset(topic, policy);
+            inner.ok(r);
+        }
         KStream {
             builder: self.clone(),
             node,

@@ -15,6 +15,15 @@ use plexus_runtime::serde::Serde;
 /// A serde held by an option object.
 pub(crate) type SerdeRef<T> = Arc<dyn Serde<T>>;
 
+/// Where a source starts without committed offsets (Kafka's `AutoOffsetReset`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoOffsetReset {
+    /// From the beginning of each partition.
+    Earliest,
+    /// From the end: only records written after the application starts.
+    Latest,
+}
+
 /// Picks a record's event time (Kafka's `TimestampExtractor`).
 pub(crate) type Extractor<K, V> = Arc<dyn Fn(&K, &V, i64) -> i64 + Send + Sync>;
 
@@ -24,25 +33,40 @@ pub struct Consumed<K, V> {
     pub(crate) key_serde: SerdeRef<K>,
     pub(crate) value_serde: SerdeRef<V>,
     pub(crate) extractor: Option<Extractor<K, V>>,
+    pub(crate) offset_reset: Option<&'static str>,
 }
 
 impl<K, V> Consumed<K, V> {
     /// Reads keys and values with these serdes; a record's event time is
     /// its timestamp in the log.
     pub fn with(key_serde: impl Serde<K> + 'static, value_serde: impl Serde<V> + 'static) -> Self {
-        Self { key_serde: Arc::new(key_serde), value_serde: Arc::new(value_serde), extractor: None }
+        Self { key_serde: Arc::new(key_serde), value_serde: Arc::new(value_serde), extractor: None, offset_reset: None }
+    }
+
+    /// Where the topic's partitions start when the application has no
+    /// committed offset for them (Kafka's `withOffsetResetPolicy`), instead
+    /// of `auto.offset.reset`.
+    ///
+    /// ```
+    /// # use plexus_dsl::{AutoOffsetReset, Consumed};
+    /// # use plexus_runtime::serde::{I64Serde, StringSerde};
+    /// // Only new readings; the value is the event time in ms.
+    /// let consumed = Consumed::with(StringSerde, I64Serde)
+    ///     .with_offset_reset_policy(AutoOffsetReset::Latest)
+    ///     .with_timestamp_extractor(|_, ts, _| *ts);
+    /// ```
+    #[must_use]
+    pub fn with_offset_reset_policy(mut self, policy: AutoOffsetReset) -> Self {
+        self.offset_reset = Some(match policy {
+            AutoOffsetReset::Earliest => "earliest",
+            AutoOffsetReset::Latest => "latest",
+        });
+        self
     }
 
     /// Takes each record's event time from `extractor(key, value,
     /// log_timestamp)` — a time field of the value, say. A negative time
     /// skips the record (counted as dropped).
-    ///
-    /// ```
-    /// # use plexus_dsl::Consumed;
-    /// # use plexus_runtime::serde::{I64Serde, StringSerde};
-    /// // The value is the event time in ms.
-    /// let consumed = Consumed::with(StringSerde, I64Serde).with_timestamp_extractor(|_, ts, _| *ts);
-    /// ```
     #[must_use]
     pub fn with_timestamp_extractor(mut self, extractor: impl Fn(&K, &V, i64) -> i64 + Send + Sync + 'static) -> Self {
         self.extractor = Some(Arc::new(extractor));

@@ -13,6 +13,7 @@ use plexus_core::client::{
 use plexus_core::{Log, LogConfig, Record, TopicConfig, TopicPartition};
 use plexus_dsl::{Consumed, Grouped, Materialized, Produced, StreamsBuilder};
 use plexus_runtime::serde::{Serde, StringSerde};
+use plexus_runtime::state::KeyValueStoreRef;
 use plexus_runtime::{Streams, StreamsConfig, Topology, TopologyTestDriver};
 
 /// An embedded log with topics, and the state directory of the application run on it.
@@ -170,9 +171,16 @@ async fn a_global_table_is_complete_before_the_first_record_is_joined() {
         .to("named", Produced::with(StringSerde, StringSerde));
     let mut streams = embedded.start(builder.build().expect("topology"), "named-orders", 1);
     let out = embedded.read_latest(&mut streams, "named", 50).await;
-    streams.close().expect("close");
     assert_eq!(out.len(), 50);
     assert_eq!(out["o13"], "product 3");
+    let products = streams.store(&KeyValueStoreRef::new("products", StringSerde, StringSerde));
+    assert_eq!(
+        products.get(&"p4".to_owned()).expect("query"),
+        Some("product 4".to_owned()),
+        "a global store answers queries"
+    );
+    assert_eq!(products.all().expect("query").len(), 10);
+    streams.close().expect("close");
     embedded.log.close().expect("close");
 }
 
@@ -238,5 +246,30 @@ async fn a_foreign_key_join_runs_across_differently_partitioned_topics() {
     let registration = |p| TopicPartition::new("fk-named-subscription-registration", p);
     assert!(embedded.log.offsets(&registration(1)).is_ok(), "registration follows the customers' 2 partitions");
     assert!(embedded.log.offsets(&registration(2)).is_err());
+    embedded.log.close().expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_with_the_latest_reset_policy_skips_what_was_there_before() {
+    use plexus_dsl::AutoOffsetReset;
+    let embedded = Embedded::new(&[("events", 1), ("seen", 1)]);
+    embedded.produce("events", (0..10).map(|i| (format!("k{i}"), "old".to_owned(), 0))).await;
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("events", Consumed::with(StringSerde, StringSerde).with_offset_reset_policy(AutoOffsetReset::Latest))
+        .to("seen", Produced::with(StringSerde, StringSerde));
+    let mut streams = embedded.start(builder.build().expect("topology"), "latest", 1);
+    // New records until one comes through (the application positions
+    // itself at the end when it gets the partition).
+    let mut n = 0;
+    while embedded.log.offsets(&TopicPartition::new("seen", 0)).expect("offsets").2 == 0 {
+        assert!(n < 600, "no new record came through");
+        embedded.produce("events", [(format!("new{n}"), "new".to_owned(), 1)]).await;
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let seen = embedded.read_latest(&mut streams, "seen", 1).await;
+    streams.close().expect("close");
+    assert!(seen.values().all(|v| v == "new"), "no record from before the start: {seen:?}");
     embedded.log.close().expect("close");
 }

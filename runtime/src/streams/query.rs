@@ -1,8 +1,8 @@
 //! Interactive queries: read-only views of a running application's
 //! key-value, window and session stores, over the committed contents of
 //! the stores of this instance's tasks (in exactly-once mode, nothing a
-//! transaction that may abort wrote). Each call reads the tasks the
-//! instance has at that moment.
+//! transaction that may abort wrote), and of its global stores (whole
+//! topics). Each call reads the tasks the instance has at that moment.
 
 use std::sync::{Arc, PoisonError};
 
@@ -14,8 +14,12 @@ use crate::state::{
 };
 use crate::topology::StoreKind;
 
-/// The committed stores named `name`, one per local task.
+/// The committed stores named `name`, one per local task, or the global
+/// store of that name.
 fn stores(shared: &Shared, name: &str) -> Vec<Arc<dyn BytesStore>> {
+    if let Some(global) = shared.globals.get().and_then(|g| g.iter().find(|(spec, _)| spec.name() == name)) {
+        return vec![Arc::clone(&global.1)];
+    }
     let stores = shared.stores.lock().unwrap_or_else(PoisonError::into_inner);
     stores.get(name).map(|m| m.values().cloned().collect()).unwrap_or_default()
 }

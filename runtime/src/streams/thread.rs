@@ -254,11 +254,15 @@ impl StreamThread {
         while !self.shared.shutdown.load(Ordering::Acquire) {
             let records = self.consumer.poll(POLL).await.map_err(Error::Log)?;
             let assignment: BTreeSet<TopicPartition> = self.consumer.assignment().into_iter().collect();
+            let mut records = records;
             if assignment != self.assignment {
-                self.reassign(assignment).await?;
+                let repositioned = self.reassign(assignment).await?;
                 if self.eos {
                     continue; // positions went back to the committed offsets: fetched again
                 }
+                // Records fetched before a partition was repositioned (its
+                // topic's own reset policy) are not where it now starts.
+                records.retain(|r| !repositioned.contains(&TopicPartition::new(r.topic.clone(), r.partition)));
             }
             for record in in_timestamp_order(records) {
                 self.process(&record).await?;
@@ -458,7 +462,9 @@ impl StreamThread {
     /// The assignment changed: build tasks for new partitions (restoring
     /// their stores), close the others. Under exactly once the open
     /// transaction is aborted and every task rebuilt from committed state.
-    async fn reassign(&mut self, assignment: BTreeSet<TopicPartition>) -> Result<()> {
+    /// Returns the partitions it repositioned (beyond the committed offsets).
+    async fn reassign(&mut self, assignment: BTreeSet<TopicPartition>) -> Result<BTreeSet<TopicPartition>> {
+        let mut repositioned = BTreeSet::new();
         self.shared.set_state(StreamsState::Rebalancing);
         if self.eos {
             if self.in_transaction {
@@ -475,13 +481,27 @@ impl StreamThread {
             // Positions go back to the committed offsets.
             let committed =
                 self.consumer.committed(&assignment.iter().cloned().collect::<Vec<_>>()).await.map_err(Error::Log)?;
-            let reset = if self.shared.config.auto_offset_reset == "latest" { SeekTo::End } else { SeekTo::Beginning };
             for tp in &assignment {
-                let to = committed.get(tp).map_or(reset, |o| SeekTo::Offset(*o));
+                let to = committed.get(tp).map_or_else(|| self.reset_for(&tp.topic), |o| SeekTo::Offset(*o));
                 self.consumer.seek(tp, to).await.map_err(Error::Log)?;
             }
         } else {
             self.commit().await?;
+            // New partitions of topics with their own reset policy and no
+            // committed offset start where the policy says.
+            let new: Vec<TopicPartition> = assignment
+                .iter()
+                .filter(|tp| !self.assignment.contains(*tp) && self.shared.topology.offset_reset(&tp.topic).is_some())
+                .cloned()
+                .collect();
+            if !new.is_empty() {
+                let committed = self.consumer.committed(&new).await.map_err(Error::Log)?;
+                for tp in new.iter().filter(|tp| !committed.contains_key(*tp)) {
+                    let to = self.reset_for(&tp.topic);
+                    self.consumer.seek(tp, to).await.map_err(Error::Log)?;
+                    repositioned.insert(tp.clone());
+                }
+            }
         }
         let wanted: BTreeSet<TaskId> = assignment
             .iter()
@@ -504,7 +524,14 @@ impl StreamThread {
         }
         self.assignment = assignment;
         self.shared.set_state(StreamsState::Running);
-        Ok(())
+        Ok(repositioned)
+    }
+
+    /// Where a partition without a committed offset starts: its topic's
+    /// own policy (`Consumed`), else `auto.offset.reset`.
+    fn reset_for(&self, topic: &str) -> SeekTo {
+        let policy = self.shared.topology.offset_reset(topic).unwrap_or(&self.shared.config.auto_offset_reset);
+        if policy == "latest" { SeekTo::End } else { SeekTo::Beginning }
     }
 
     async fn build_task(&mut self, id: TaskId) -> Result<StreamTask> {

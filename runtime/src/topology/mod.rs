@@ -123,6 +123,9 @@ pub struct Topology {
     pub(crate) resolved_for: Option<String>,
     /// Stores holding a whole topic on every instance (global tables).
     pub(crate) global_stores: Vec<GlobalStore>,
+    /// Per-topic `auto.offset.reset` (`earliest` / `latest`), overriding
+    /// the application's for partitions without a committed offset.
+    pub(crate) offset_resets: std::collections::BTreeMap<String, String>,
 }
 
 /// A store every task can read, holding the latest record per key of all
@@ -391,6 +394,24 @@ impl Topology {
         let store = store.with_logging_disabled();
         self.global_stores.push(GlobalStore { store, topic: topic.to_owned() });
         Ok(())
+    }
+
+    /// Where a source topic's partitions start when the application has
+    /// no committed offset for them: `earliest` or `latest` (Kafka's
+    /// `Consumed.withOffsetResetPolicy`), instead of `auto.offset.reset`.
+    pub fn set_offset_reset(&mut self, topic: &str, policy: &str) -> Result<()> {
+        if policy != "earliest" && policy != "latest" {
+            return Err(Error::Topology(format!(
+                "offset reset policy {policy:?} for topic {topic:?}: use \"earliest\" or \"latest\""
+            )));
+        }
+        self.offset_resets.insert(topic.to_owned(), policy.to_owned());
+        Ok(())
+    }
+
+    /// A topic's own offset reset policy, if it has one.
+    pub fn offset_reset(&self, topic: &str) -> Option<&String> {
+        self.offset_resets.get(topic)
     }
 
     /// The global stores.
