@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use plexus_runtime::processor::Record;
+use plexus_runtime::processor::{ProcessorContext, Record};
 use plexus_runtime::state::{KeyValueStoreRef, SessionStoreRef, WindowStoreRef};
 use plexus_runtime::topology::NodeHandle;
 
@@ -85,30 +85,49 @@ where
 {
     add_fn(inner, name, &[parent], move |r: Record<K, V>, ctx| {
         let close = ctx.stream_time().saturating_sub(windows.grace);
-        for window in windows.windows_for(r.timestamp) {
-            if window.end <= close {
-                ctx.record_dropped();
-                tracing::debug!(window.start, window.end, close, "dropping a record for a closed window");
-                continue;
-            }
-            let (new, old, written) = {
-                let mut s = ctx.window_store(&store)?;
-                let old = s.fetch_window(&r.key, window.start)?;
-                let new = combine(&r.key, r.value.clone(), old.clone());
-                let written = s.put(&r.key, window.start, Some(&new))?;
-                (new, old, written)
-            };
-            if !written {
-                // Older than the store's retention.
-                ctx.record_dropped();
-                continue;
-            }
-            let key = Windowed { key: r.key.clone(), window };
-            let change = Change { new: Some(new), old };
-            ctx.forward(Record { key, value: change, timestamp: r.timestamp, headers: r.headers.clone() })?;
+        let (open, closed): (Vec<Window>, Vec<Window>) =
+            windows.windows_for(r.timestamp).into_iter().partition(|w| w.end > close);
+        for window in closed {
+            ctx.record_dropped();
+            tracing::debug!(window.start, window.end, close, "dropping a record for a closed window");
+        }
+        // The value moves into the last window's aggregate (one window
+        // when tumbling): no clone on the common path.
+        let mut value = Some(r.value);
+        for (i, window) in open.iter().enumerate() {
+            let v = if i + 1 == open.len() { value.take() } else { value.clone() };
+            let Some(v) = v else { break };
+            let record = (&r.key, r.timestamp, &r.headers[..]);
+            update_window(ctx, &store, record, *window, |old| combine(&r.key, v, old))?;
         }
         Ok(())
     })
+}
+
+/// Replaces a window's aggregate with `f(old)` and forwards the change; a
+/// window older than the store's retention is not stored, and counted as
+/// dropped. `record` is the key, timestamp and headers the output carries.
+fn update_window<K: Clone, VA: Clone>(
+    ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
+    store: &WindowStoreRef<K, VA>,
+    (key, timestamp, headers): (&K, i64, &[plexus_runtime::processor::Header]),
+    window: Window,
+    f: impl FnOnce(Option<VA>) -> VA,
+) -> plexus_runtime::Result<()> {
+    let (new, old, written) = {
+        let mut s = ctx.window_store(store)?;
+        let old = s.fetch_window(key, window.start)?;
+        let new = f(old.clone());
+        let written = s.put(key, window.start, Some(&new))?;
+        (new, old, written)
+    };
+    if !written {
+        ctx.record_dropped();
+        return Ok(());
+    }
+    let key = Windowed { key: key.clone(), window };
+    let change = Change { new: Some(new), old };
+    ctx.forward(Record { key, value: change, timestamp, headers: headers.to_vec() })
 }
 
 /// Sliding windows, as Kafka Streams defines them: every record at `t`
@@ -171,15 +190,8 @@ where
                 acc = Some(combine(&r.key, v.clone(), acc));
             }
             let Some(new) = acc else { continue };
-            let old = {
-                let mut s = ctx.window_store(&store)?;
-                let old = s.fetch_window(&r.key, window.start)?;
-                s.put(&r.key, window.start, Some(&new))?;
-                old
-            };
-            let key = Windowed { key: r.key.clone(), window };
-            let change = Change { new: Some(new), old };
-            ctx.forward(Record { key, value: change, timestamp: t.max(window.start), headers: r.headers.clone() })?;
+            let record = (&r.key, t.max(window.start), &r.headers[..]);
+            update_window(ctx, &store, record, window, |_| new)?;
         }
         Ok(())
     })

@@ -297,16 +297,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
         node: Option<plexus_runtime::topology::NodeHandle<K, Change<VR>>>,
         processor: &str,
     ) -> KTable<K, VR> {
-        KTable {
-            builder: self.builder.clone(),
-            node,
-            processor: processor.to_owned(),
-            key_serde: None,
-            value_serde: None,
-            store: std::rc::Rc::new(std::cell::RefCell::new(None)),
-            mirror: None,
-            grace: None,
-        }
+        KTable::new(&self.builder, node, processor.to_owned(), None, None)
     }
 
     /// Joins each row with the row of `other` whose key `foreign_key`

@@ -91,14 +91,8 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedStream<K, V> {
             None => (None, None, None, None),
         };
         KTable {
-            builder: self.stream.builder.clone(),
-            node,
-            processor: name,
-            key_serde,
-            value_serde,
             store: Rc::new(RefCell::new(store)),
-            mirror: None,
-            grace: None,
+            ..KTable::new(&self.stream.builder, node, name, key_serde, value_serde)
         }
     }
 
@@ -246,26 +240,13 @@ impl<K: Clone + 'static, V: Clone + 'static> TimeWindowedKStream<K, V> {
             });
             if out.node.is_some() {
                 let keep = std::time::Duration::from_millis(u64::try_from(retention).unwrap_or(u64::MAX));
-                let mut b = StoreBuilder::window(&p.store, keep, false);
-                if materialized.in_memory {
-                    b = b.in_memory();
-                }
-                if !materialized.logging {
-                    b = b.with_logging_disabled();
-                }
-                inner.store(b, &[&name]);
+                inner.store(materialized.configure(StoreBuilder::window(&p.store, keep, false)), &[&name]);
                 if let WindowKind::Sliding(w) = &self.windows {
                     // The raw records, kept long enough to rebuild any open window.
                     let keep = retention.max(2 * w.difference + w.grace + 1);
                     let keep = std::time::Duration::from_millis(u64::try_from(keep).unwrap_or(u64::MAX));
-                    let mut b = StoreBuilder::window(&format!("{}-records", p.store), keep, true);
-                    if materialized.in_memory {
-                        b = b.in_memory();
-                    }
-                    if !materialized.logging {
-                        b = b.with_logging_disabled();
-                    }
-                    inner.store(b, &[&name]);
+                    let records = StoreBuilder::window(&format!("{}-records", p.store), keep, true);
+                    inner.store(materialized.configure(records), &[&name]);
                 }
             }
             out.key_serde = Some(Arc::new(WindowedSerde::from_ref(p.key_serde)) as SerdeRef<Windowed<K>>);
@@ -312,16 +293,7 @@ struct WindowedTable<K, VA> {
 
 impl<K, VA> WindowedTable<K, VA> {
     fn into_table(self, builder: &crate::StreamsBuilder, processor: String, grace: i64) -> KTable<Windowed<K>, VA> {
-        KTable {
-            builder: builder.clone(),
-            node: self.node,
-            processor,
-            key_serde: self.key_serde,
-            value_serde: self.value_serde,
-            store: Rc::new(RefCell::new(None)),
-            mirror: None,
-            grace: Some(grace),
-        }
+        KTable { grace: Some(grace), ..KTable::new(builder, self.node, processor, self.key_serde, self.value_serde) }
     }
 }
 
@@ -357,14 +329,7 @@ impl<K: Clone + 'static, V: Clone + 'static> SessionWindowedKStream<K, V> {
                 let least = 2 * w.gap + w.grace + 1;
                 let retention = materialized.retention.map_or(least, millis).max(least);
                 let retention = std::time::Duration::from_millis(u64::try_from(retention).unwrap_or(u64::MAX));
-                let mut b = StoreBuilder::session(&p.store, retention);
-                if materialized.in_memory {
-                    b = b.in_memory();
-                }
-                if !materialized.logging {
-                    b = b.with_logging_disabled();
-                }
-                inner.store(b, &[&name]);
+                inner.store(materialized.configure(StoreBuilder::session(&p.store, retention)), &[&name]);
             }
             out.key_serde = Some(Arc::new(WindowedSerde::from_ref(p.key_serde)) as SerdeRef<Windowed<K>>);
             out.value_serde = Some(p.value_serde);
@@ -495,16 +460,7 @@ impl<K: Clone + 'static, VA: Clone + 'static> CogroupedKStream<K, VA> {
             }
             store_ref = Some(store);
         }
-        KTable {
-            builder: self.builder,
-            node,
-            processor: merge,
-            key_serde: ks,
-            value_serde: vs,
-            store: Rc::new(RefCell::new(store_ref)),
-            mirror: None,
-            grace: None,
-        }
+        KTable { store: Rc::new(RefCell::new(store_ref)), ..KTable::new(&self.builder, node, merge, ks, vs) }
     }
 }
 

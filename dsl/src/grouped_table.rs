@@ -175,16 +175,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedTable<K, V> {
             store_ref = Some(store);
         }
         drop(inner);
-        KTable {
-            builder: self.builder.clone(),
-            node,
-            processor: name,
-            key_serde: ks,
-            value_serde: vs,
-            store: Rc::new(RefCell::new(store_ref)),
-            mirror: None,
-            grace: None,
-        }
+        KTable { store: Rc::new(RefCell::new(store_ref)), ..KTable::new(&self.builder, node, name, ks, vs) }
     }
 
     /// Counts the rows per group.

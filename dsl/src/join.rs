@@ -582,16 +582,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
             _ => {}
         }
         drop(inner);
-        KTable {
-            builder: self.builder.clone(),
-            node,
-            processor: merge,
-            key_serde: self.key_serde.clone(),
-            value_serde: None,
-            store: std::rc::Rc::new(std::cell::RefCell::new(None)),
-            mirror: Some(mirror),
-            grace: None,
-        }
+        KTable { mirror: Some(mirror), ..KTable::new(&self.builder, node, merge, self.key_serde.clone(), None) }
     }
 
     /// A table of the rows whose key is in both tables, as `joiner` combines them.

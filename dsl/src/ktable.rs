@@ -51,6 +51,29 @@ pub struct KTable<K, V> {
     pub(crate) grace: Option<i64>,
 }
 
+impl<K, V> KTable<K, V> {
+    /// A table produced by `processor`'s node, with no store, mirror or
+    /// grace yet (set them with struct-update syntax).
+    pub(crate) fn new(
+        builder: &StreamsBuilder,
+        node: Option<NodeHandle<K, Change<V>>>,
+        processor: String,
+        key_serde: Option<SerdeRef<K>>,
+        value_serde: Option<SerdeRef<V>>,
+    ) -> Self {
+        Self {
+            builder: builder.clone(),
+            node,
+            processor,
+            key_serde,
+            value_serde,
+            store: Rc::new(RefCell::new(None)),
+            mirror: None,
+            grace: None,
+        }
+    }
+}
+
 impl<K, V> Clone for KTable<K, V> {
     fn clone(&self) -> Self {
         Self {
@@ -87,14 +110,7 @@ pub(crate) fn write_mirror<K, V, KO, VO>(
 
 /// The store for a table, as `Materialized` describes it.
 pub(crate) fn store_builder<K, V>(name: &str, m: &Materialized<K, V>) -> StoreBuilder {
-    let mut b = StoreBuilder::key_value(name);
-    if m.in_memory {
-        b = b.in_memory();
-    }
-    if !m.logging {
-        b = b.with_logging_disabled();
-    }
-    b
+    m.configure(StoreBuilder::key_value(name))
 }
 
 pub(crate) fn source_table<K, V>(
@@ -115,20 +131,12 @@ where
     let value_serde = materialized.value_serde.clone().unwrap_or_else(|| Arc::clone(&consumed.value_serde));
     let store = KeyValueStoreRef::new(&store_name, Arc::clone(&key_serde), Arc::clone(&value_serde));
     let (ks, vs) = (Arc::clone(&consumed.key_serde), OptionSerde(Arc::clone(&consumed.value_serde)));
-    let r = match consumed.extractor.clone() {
-        // A tombstone keeps its log timestamp.
-        Some(extract) => {
-            inner.topology.add_source_with_timestamp_extractor(&source, &[topic], ks, vs, move |k, v, t| {
-                v.as_ref().map_or(t, |v| extract(k, v, t))
-            })
-        }
-        None => inner.topology.add_source(&source, &[topic], ks, vs),
-    };
-    if let Some(policy) = consumed.offset_reset {
-        let reset = inner.topology.set_offset_reset(topic, policy);
-        inner.ok(reset);
-    }
-    let node = inner.ok(r).and_then(|parent| {
+    // A tombstone keeps its log timestamp.
+    let extractor = consumed.extractor.clone().map(|extract| -> crate::options::Extractor<K, Option<V>> {
+        Arc::new(move |k: &K, v: &Option<V>, t| v.as_ref().map_or(t, |v| extract(k, v, t)))
+    });
+    let parent = inner.source(&source, topic, ks, vs, extractor, consumed.offset_reset);
+    let node = parent.and_then(|parent| {
         let store = store.clone();
         add_fn(&mut inner, &name, &[parent], move |r: Record<K, Option<V>>, ctx| {
             let old = {
@@ -153,14 +161,8 @@ where
         inner.store(store_builder(&store_name, &materialized), &[&name]);
     }
     KTable {
-        builder: builder.clone(),
-        node,
-        processor: name,
-        key_serde: Some(key_serde),
-        value_serde: Some(value_serde),
         store: Rc::new(RefCell::new(Some(store))),
-        mirror: None,
-        grace: None,
+        ..KTable::new(builder, node, name, Some(key_serde), Some(value_serde))
     }
 }
 
@@ -194,14 +196,9 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
         });
         drop(inner);
         let table = KTable {
-            builder: self.builder.clone(),
-            node,
-            processor: name,
-            key_serde: self.key_serde.clone(),
-            value_serde,
-            store: Rc::new(RefCell::new(None)),
             mirror: Some(mirror),
             grace: self.grace,
+            ..KTable::new(&self.builder, node, name, self.key_serde.clone(), value_serde)
         };
         if let Some(m) = materialized.filter(|m| m.name.is_some()) {
             table.materialize(m, kind);

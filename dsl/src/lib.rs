@@ -98,6 +98,39 @@ impl Inner {
         self.ok(r)
     }
 
+    /// Adds a source node reading `topic` with the timestamp extractor and
+    /// offset reset policy `Consumed` gave (recording a failure).
+    pub(crate) fn source<K, V>(
+        &mut self,
+        name: &str,
+        topic: &str,
+        key_serde: impl plexus_runtime::serde::Serde<K> + 'static,
+        value_serde: impl plexus_runtime::serde::Serde<V> + 'static,
+        extractor: Option<options::Extractor<K, V>>,
+        offset_reset: Option<&str>,
+    ) -> Option<NodeHandle<K, V>>
+    where
+        K: Clone + 'static,
+        V: Clone + 'static,
+    {
+        let node = match extractor {
+            Some(extract) => self.topology.add_source_with_timestamp_extractor(
+                name,
+                &[topic],
+                key_serde,
+                value_serde,
+                move |k, v, t| extract(k, v, t),
+            ),
+            None => self.topology.add_source(name, &[topic], key_serde, value_serde),
+        };
+        let node = self.ok(node)?;
+        if let Some(policy) = offset_reset {
+            let r = self.topology.set_offset_reset(topic, policy);
+            self.ok(r)?;
+        }
+        Some(node)
+    }
+
     /// Adds a state store used by the named processors (recording a failure).
     pub(crate) fn store(&mut self, store: StoreBuilder, processors: &[&str]) {
         let r = self.topology.add_state_store(store, processors);
@@ -159,19 +192,7 @@ impl StreamsBuilder {
         let mut inner = self.inner.borrow_mut();
         let name = inner.name("KSTREAM-SOURCE");
         let (ks, vs) = (std::sync::Arc::clone(&consumed.key_serde), std::sync::Arc::clone(&consumed.value_serde));
-        let node = match consumed.extractor {
-            Some(extract) => {
-                inner
-                    .topology
-                    .add_source_with_timestamp_extractor(&name, &[topic], ks, vs, move |k, v, t| extract(k, v, t))
-            }
-            None => inner.topology.add_source(&name, &[topic], ks, vs),
-        };
-        let node = inner.ok(node);
-        if let Some(policy) = consumed.offset_reset {
-            let r = inner.topology.set_offset_reset(topic, policy);
-            inner.ok(r);
-        }
+        let node = inner.source(&name, topic, ks, vs, consumed.extractor, consumed.offset_reset);
         KStream {
             builder: self.clone(),
             node,

@@ -177,6 +177,20 @@ impl<K, V> Materialized<K, V> {
         self
     }
 
+    /// `store` kept where and how this says: in memory, without changelog.
+    pub(crate) fn configure(
+        &self,
+        mut store: plexus_runtime::topology::StoreBuilder,
+    ) -> plexus_runtime::topology::StoreBuilder {
+        if self.in_memory {
+            store = store.in_memory();
+        }
+        if !self.logging {
+            store = store.with_logging_disabled();
+        }
+        store
+    }
+
     /// How long a window store keeps windows (at least window size + grace).
     #[must_use]
     pub fn with_retention(mut self, retention: Duration) -> Self {

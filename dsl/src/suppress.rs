@@ -153,14 +153,8 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
         }
         drop(inner);
         KTable {
-            builder: self.builder.clone(),
-            node,
-            processor: name,
-            key_serde: self.key_serde.clone(),
-            value_serde: self.value_serde.clone(),
-            store: std::rc::Rc::new(std::cell::RefCell::new(None)),
-            mirror: None,
             grace: self.grace,
+            ..KTable::new(&self.builder, node, name, self.key_serde.clone(), self.value_serde.clone())
         }
     }
 }

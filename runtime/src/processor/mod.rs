@@ -17,7 +17,8 @@ pub(crate) mod node;
 
 use std::time::Duration;
 
-use plexus_core::{Header, Timestamp};
+pub use plexus_core::Header;
+use plexus_core::Timestamp;
 
 use crate::error::{Error, Result};
 use crate::state::task_store::{Layout, TaskStore};

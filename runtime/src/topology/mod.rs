@@ -284,27 +284,8 @@ impl Topology {
         K: 'static,
         V: 'static,
     {
-        self.check_name(name)?;
         plexus_core::config::validate_topic_name(topic).map_err(|e| Error::Topology(format!("sink {name:?}: {e}")))?;
-        let parents = self.check_parents(name, parents)?;
-        let (key_serde, value_serde) = (Arc::new(key_serde), Arc::new(value_serde));
-        let node_name = name.to_owned();
-        let builder: Builder = Arc::new(move |_, kind, _| {
-            // The topic as resolved (an internal one gets its prefix).
-            let NodeKind::Sink { topic } = kind else {
-                return Err(Error::Topology(format!("node {node_name:?} is not a sink")));
-            };
-            let node = SinkNode::<K, V> {
-                name: node_name.clone(),
-                topic: SinkTopic::Fixed(topic.clone()),
-                key_serde: Arc::clone(&key_serde) as Arc<dyn Serde<K>>,
-                value_serde: Arc::clone(&value_serde) as Arc<dyn Serde<V>>,
-            };
-            let as_child: Rc<RefCell<dyn Node<K, V>>> = Rc::new(RefCell::new(node));
-            Ok(Built { as_child: Some(Rc::new(Child(as_child))), lifecycle: None, source: None })
-        });
-        self.push(name, NodeKind::Sink { topic: topic.to_owned() }, parents, builder);
-        Ok(())
+        self.push_sink(name, topic, None, key_serde, value_serde, parents)
     }
 
     /// A sink writing each record of its parents to the topic `extractor`
@@ -321,22 +302,45 @@ impl Topology {
         K: 'static,
         V: 'static,
     {
+        self.push_sink(name, DYNAMIC_TOPIC, Some(Arc::new(extractor)), key_serde, value_serde, parents)
+    }
+
+    /// Adds a sink to `topic` (as `describe()` shows it), or to the topic
+    /// `extractor` picks per record.
+    fn push_sink<K, V>(
+        &mut self,
+        name: &str,
+        topic: &str,
+        extractor: Option<TopicExtractor<K, V>>,
+        key_serde: impl Serde<K> + 'static,
+        value_serde: impl Serde<V> + 'static,
+        parents: &[NodeHandle<K, V>],
+    ) -> Result<()>
+    where
+        K: 'static,
+        V: 'static,
+    {
         self.check_name(name)?;
         let parents = self.check_parents(name, parents)?;
         let (key_serde, value_serde) = (Arc::new(key_serde), Arc::new(value_serde));
-        let extractor: TopicExtractor<K, V> = Arc::new(extractor);
         let node_name = name.to_owned();
-        let builder: Builder = Arc::new(move |_, _, _| {
+        let builder: Builder = Arc::new(move |_, kind, _| {
+            // The topic as resolved (an internal one gets its prefix).
+            let topic = match (&extractor, kind) {
+                (Some(extract), _) => SinkTopic::Dynamic(Arc::clone(extract)),
+                (None, NodeKind::Sink { topic }) => SinkTopic::Fixed(topic.clone()),
+                (None, _) => return Err(Error::Topology(format!("node {node_name:?} is not a sink"))),
+            };
             let node = SinkNode::<K, V> {
                 name: node_name.clone(),
-                topic: SinkTopic::Dynamic(Arc::clone(&extractor)),
+                topic,
                 key_serde: Arc::clone(&key_serde) as Arc<dyn Serde<K>>,
                 value_serde: Arc::clone(&value_serde) as Arc<dyn Serde<V>>,
             };
             let as_child: Rc<RefCell<dyn Node<K, V>>> = Rc::new(RefCell::new(node));
             Ok(Built { as_child: Some(Rc::new(Child(as_child))), lifecycle: None, source: None })
         });
-        self.push(name, NodeKind::Sink { topic: DYNAMIC_TOPIC.to_owned() }, parents, builder);
+        self.push(name, NodeKind::Sink { topic: topic.to_owned() }, parents, builder);
         Ok(())
     }
 
