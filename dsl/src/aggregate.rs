@@ -1,7 +1,8 @@
 //! The aggregation processors: per key, per time window, per sliding
 //! window and per session. Each reads the key's current aggregate from its
 //! store, combines the record into it, writes it back and forwards the
-//! [`Change`] (new and old aggregate).
+//! [`Change`] (new and old aggregate) — through the record cache, which
+//! forwards the latest change per key once per commit (see [`crate::cache`]).
 //!
 //! Windows close when the task's stream time reaches their end plus the
 //! grace period; a record for a closed window is dropped and counted in
@@ -14,8 +15,8 @@ use plexus_runtime::state::{KeyValueStoreRef, SessionStoreRef, WindowStoreRef};
 use plexus_runtime::topology::NodeHandle;
 
 use crate::Inner;
+use crate::cache::{KeyBytes, add_aggregation};
 use crate::ktable::Change;
-use crate::processors::add_fn;
 use crate::windows::{SessionWindows, SlidingWindows, TimeWindows, Window, Windowed};
 
 /// Folds a value into a key's aggregate (`None`: the key has none yet).
@@ -51,13 +52,14 @@ pub(crate) fn kv_aggregate<K, V, VA>(
     parent: NodeHandle<K, V>,
     store: KeyValueStoreRef<K, VA>,
     combine: Combine<K, V, VA>,
+    cache: Option<KeyBytes<K>>,
 ) -> Option<NodeHandle<K, Change<VA>>>
 where
     K: Clone + 'static,
     V: Clone + 'static,
     VA: Clone + 'static,
 {
-    add_fn(inner, name, &[parent], move |r: Record<K, V>, ctx| {
+    add_aggregation(inner, name, parent, cache, move |r: Record<K, V>, ctx, changes| {
         let (new, old) = {
             let mut s = ctx.key_value_store(&store)?;
             let old = s.get(&r.key)?;
@@ -66,7 +68,8 @@ where
             (new, old)
         };
         let change = Change { new: Some(new), old };
-        ctx.forward(Record { key: r.key, value: change, timestamp: r.timestamp, headers: r.headers })
+        changes.push(Record { key: r.key, value: change, timestamp: r.timestamp, headers: r.headers });
+        Ok(())
     })
 }
 
@@ -77,13 +80,14 @@ pub(crate) fn time_window_aggregate<K, V, VA>(
     store: WindowStoreRef<K, VA>,
     windows: TimeWindows,
     combine: Combine<K, V, VA>,
+    cache: Option<KeyBytes<Windowed<K>>>,
 ) -> Option<NodeHandle<Windowed<K>, Change<VA>>>
 where
     K: Clone + 'static,
     V: Clone + 'static,
     VA: Clone + 'static,
 {
-    add_fn(inner, name, &[parent], move |r: Record<K, V>, ctx| {
+    add_aggregation(inner, name, parent, cache, move |r: Record<K, V>, ctx, changes| {
         let close = ctx.stream_time().saturating_sub(windows.grace);
         let (open, closed): (Vec<Window>, Vec<Window>) =
             windows.windows_for(r.timestamp).into_iter().partition(|w| w.end > close);
@@ -98,17 +102,18 @@ where
             let v = if i + 1 == open.len() { value.take() } else { value.clone() };
             let Some(v) = v else { break };
             let record = (&r.key, r.timestamp, &r.headers[..]);
-            update_window(ctx, &store, record, *window, |old| combine(&r.key, v, old))?;
+            update_window(ctx, changes, &store, record, *window, |old| combine(&r.key, v, old))?;
         }
         Ok(())
     })
 }
 
-/// Replaces a window's aggregate with `f(old)` and forwards the change; a
+/// Replaces a window's aggregate with `f(old)` and pushes the change; a
 /// window older than the store's retention is not stored, and counted as
 /// dropped. `record` is the key, timestamp and headers the output carries.
 fn update_window<K: Clone, VA: Clone>(
     ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
+    changes: &mut Vec<Record<Windowed<K>, Change<VA>>>,
     store: &WindowStoreRef<K, VA>,
     (key, timestamp, headers): (&K, i64, &[plexus_runtime::processor::Header]),
     window: Window,
@@ -127,7 +132,8 @@ fn update_window<K: Clone, VA: Clone>(
     }
     let key = Windowed { key: key.clone(), window };
     let change = Change { new: Some(new), old };
-    ctx.forward(Record { key, value: change, timestamp, headers: headers.to_vec() })
+    changes.push(Record { key, value: change, timestamp, headers: headers.to_vec() });
+    Ok(())
 }
 
 /// Sliding windows, as Kafka Streams defines them: every record at `t`
@@ -146,6 +152,7 @@ pub(crate) fn sliding_aggregate<K, V, VA>(
     records: WindowStoreRef<K, V>,
     windows: SlidingWindows,
     combine: Combine<K, V, VA>,
+    cache: Option<KeyBytes<Windowed<K>>>,
 ) -> Option<NodeHandle<Windowed<K>, Change<VA>>>
 where
     K: Clone + 'static,
@@ -153,7 +160,7 @@ where
     VA: Clone + 'static,
 {
     let d = windows.difference;
-    add_fn(inner, name, &[parent], move |r: Record<K, V>, ctx| {
+    add_aggregation(inner, name, parent, cache, move |r: Record<K, V>, ctx, changes| {
         let close = ctx.stream_time().saturating_sub(windows.grace);
         let t = r.timestamp;
         // The latest window holding `t` ends at `t + d`; a window's end is
@@ -191,7 +198,7 @@ where
             }
             let Some(new) = acc else { continue };
             let record = (&r.key, t.max(window.start), &r.headers[..]);
-            update_window(ctx, &store, record, window, |_| new)?;
+            update_window(ctx, changes, &store, record, window, |_| new)?;
         }
         Ok(())
     })
@@ -206,13 +213,14 @@ pub(crate) fn session_aggregate<K, V, VA>(
     windows: SessionWindows,
     combine: Combine<K, V, VA>,
     merger: Merger<K, VA>,
+    cache: Option<KeyBytes<Windowed<K>>>,
 ) -> Option<NodeHandle<Windowed<K>, Change<VA>>>
 where
     K: Clone + 'static,
     V: Clone + 'static,
     VA: Clone + 'static,
 {
-    add_fn(inner, name, &[parent], move |r: Record<K, V>, ctx| {
+    add_aggregation(inner, name, parent, cache, move |r: Record<K, V>, ctx, changes| {
         let close = ctx.stream_time().saturating_sub(windows.grace);
         let t = r.timestamp;
         let overlapping = ctx.session_store(&store)?.find_sessions(&r.key, t - windows.gap, t + windows.gap)?;
@@ -241,10 +249,11 @@ where
             ctx.session_store(&store)?.put(&r.key, s, e, None)?;
             let key = Windowed { key: r.key.clone(), window: Window { start: s, end: e } };
             let change = Change { new: None, old: Some(v) };
-            ctx.forward(Record { key, value: change, timestamp: t, headers: r.headers.clone() })?;
+            changes.push(Record { key, value: change, timestamp: t, headers: r.headers.clone() });
         }
         ctx.session_store(&store)?.put(&r.key, start, end, Some(&new))?;
         let key = Windowed { key: r.key, window };
-        ctx.forward(Record { key, value: Change { new: Some(new), old: same }, timestamp: t, headers: r.headers })
+        changes.push(Record { key, value: Change { new: Some(new), old: same }, timestamp: t, headers: r.headers });
+        Ok(())
     })
 }

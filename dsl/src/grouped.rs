@@ -19,6 +19,7 @@ use crate::aggregate::{
     Combine, Merger, aggregating, counting, kv_aggregate, reducing, session_aggregate, sliding_aggregate,
     time_window_aggregate,
 };
+use crate::cache::{KeyBytes, key_bytes, windowed_key_bytes};
 use crate::kstream::KStream;
 use crate::ktable::{Change, KTable, store_builder};
 use crate::options::{Grouped, Materialized, SerdeRef};
@@ -81,8 +82,11 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedStream<K, V> {
         let (node, store, key_serde, value_serde) = match plan {
             Some(p) => {
                 let store = KeyValueStoreRef::new(&p.store, Arc::clone(&p.key_serde), Arc::clone(&p.value_serde));
-                let node =
-                    p.stream.node.and_then(|parent| kv_aggregate(&mut inner, &name, parent, store.clone(), combine));
+                let cache = materialized.caching.then(|| key_bytes(Arc::clone(&p.key_serde)));
+                let node = p
+                    .stream
+                    .node
+                    .and_then(|parent| kv_aggregate(&mut inner, &name, parent, store.clone(), combine, cache));
                 if node.is_some() {
                     inner.store(store_builder(&p.store, &materialized), &[&name]);
                 }
@@ -227,15 +231,16 @@ impl<K: Clone + 'static, V: Clone + 'static> TimeWindowedKStream<K, V> {
         };
         if let Some(p) = plan {
             let store = WindowStoreRef::new(&p.store, Arc::clone(&p.key_serde), Arc::clone(&p.value_serde));
+            let cache = materialized.caching.then(|| windowed_key_bytes(Arc::clone(&p.key_serde)));
             out.node = p.stream.node.and_then(|parent| match &self.windows {
-                WindowKind::Time(w) => time_window_aggregate(&mut inner, &name, parent, store, *w, combine),
+                WindowKind::Time(w) => time_window_aggregate(&mut inner, &name, parent, store, *w, combine, cache),
                 WindowKind::Sliding(w) => {
                     let records = WindowStoreRef::new(
                         &format!("{}-records", p.store),
                         Arc::clone(&p.key_serde),
                         Arc::clone(record_serde.as_ref()?),
                     );
-                    sliding_aggregate(&mut inner, &name, parent, store, records, *w, combine)
+                    sliding_aggregate(&mut inner, &name, parent, store, records, *w, combine, cache)
                 }
             });
             if out.node.is_some() {
@@ -319,10 +324,11 @@ impl<K: Clone + 'static, V: Clone + 'static> SessionWindowedKStream<K, V> {
         let mut out = WindowedTable { node: None, key_serde: None, value_serde: None };
         if let Some(p) = plan {
             let store = SessionStoreRef::new(&p.store, Arc::clone(&p.key_serde), Arc::clone(&p.value_serde));
+            let cache = materialized.caching.then(|| windowed_key_bytes(Arc::clone(&p.key_serde)));
             out.node = p
                 .stream
                 .node
-                .and_then(|parent| session_aggregate(&mut inner, &name, parent, store, w, combine, merger));
+                .and_then(|parent| session_aggregate(&mut inner, &name, parent, store, w, combine, merger, cache));
             if out.node.is_some() {
                 // A late record may bridge to a session ending up to two gaps
                 // before the close time: keep those (Kafka keeps gap + grace).
@@ -388,6 +394,7 @@ pub struct CogroupedKStream<K, VA> {
             dyn FnOnce(
                 &KeyValueStoreRef<K, VA>,
                 Arc<dyn Fn() -> VA + Send + Sync>,
+                Option<KeyBytes<K>>,
             ) -> Option<(String, NodeHandle<K, Change<VA>>)>,
         >,
     >,
@@ -403,7 +410,7 @@ impl<K: Clone + 'static, VA: Clone + 'static> CogroupedKStream<K, VA> {
     ) -> Self {
         let grouped = grouped.clone_shallow();
         let aggregator = Arc::new(aggregator);
-        self.inputs.push(Box::new(move |store: &KeyValueStoreRef<K, VA>, init| {
+        self.inputs.push(Box::new(move |store: &KeyValueStoreRef<K, VA>, init, cache| {
             let stream = grouped.stream.prepared_for_state(
                 &grouped.grouped.name.clone().unwrap_or_else(|| store.name().to_owned()),
                 grouped.grouped.key_serde.clone(),
@@ -415,8 +422,9 @@ impl<K: Clone + 'static, VA: Clone + 'static> CogroupedKStream<K, VA> {
             let name = inner.name("COGROUPKSTREAM-AGGREGATE");
             let combine: Combine<K, V, VA> =
                 Arc::new(move |k: &K, v: V, old: Option<VA>| aggregator(k, v, old.unwrap_or_else(|| init())));
-            let node =
-                stream.node.and_then(|parent| kv_aggregate(&mut inner, &name, parent, store.clone(), combine))?;
+            let node = stream
+                .node
+                .and_then(|parent| kv_aggregate(&mut inner, &name, parent, store.clone(), combine, cache))?;
             Some((name, node))
         }));
         self
@@ -443,11 +451,12 @@ impl<K: Clone + 'static, VA: Clone + 'static> CogroupedKStream<K, VA> {
             let mut inner = self.builder.inner.borrow_mut();
             record_missing(&mut inner);
         } else if let (Some(ks), Some(vs)) = (ks.clone(), vs.clone()) {
+            let cache = materialized.caching.then(|| key_bytes(Arc::clone(&ks)));
             let store = KeyValueStoreRef::new(&store_name, ks, vs);
             let mut parents = Vec::new();
             let mut names = Vec::new();
             for input in self.inputs {
-                if let Some((name, n)) = input(&store, Arc::clone(&init)) {
+                if let Some((name, n)) = input(&store, Arc::clone(&init), cache.clone()) {
                     names.push(name);
                     parents.push(n);
                 }

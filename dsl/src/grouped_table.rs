@@ -16,6 +16,7 @@ use plexus_runtime::processor::Record;
 use plexus_runtime::serde::{I64Serde, Serde, SerdeError};
 use plexus_runtime::state::KeyValueStoreRef;
 
+use crate::cache::{add_aggregation, key_bytes};
 use crate::ktable::{Change, KTable, store_builder};
 use crate::need_serde;
 use crate::options::{Grouped, Materialized, SerdeRef};
@@ -144,9 +145,10 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedTable<K, V> {
         let mut node = None;
         let mut store_ref = None;
         if let (Some(parent), Some(ks), Some(vs)) = (self.node, ks.clone(), vs.clone()) {
+            let cache = materialized.caching.then(|| key_bytes(Arc::clone(&ks)));
             let store = KeyValueStoreRef::new(&store_name, ks, vs);
             let s = store.clone();
-            node = add_fn(&mut inner, &name, &[parent], move |r: Record<K, Change<V>>, ctx| {
+            node = add_aggregation(&mut inner, &name, parent, cache, move |r: Record<K, Change<V>>, ctx, changes| {
                 let (new, old) = {
                     let mut st = ctx.key_value_store(&s)?;
                     let old = st.get(&r.key)?;
@@ -159,15 +161,11 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedTable<K, V> {
                     }
                     (new, old)
                 };
-                if new.is_none() && old.is_none() {
-                    return Ok(());
+                if new.is_some() || old.is_some() {
+                    let change = Change { new, old };
+                    changes.push(Record { key: r.key, value: change, timestamp: r.timestamp, headers: r.headers });
                 }
-                ctx.forward(Record {
-                    key: r.key,
-                    value: Change { new, old },
-                    timestamp: r.timestamp,
-                    headers: r.headers,
-                })
+                Ok(())
             });
             if node.is_some() {
                 inner.store(store_builder(&store_name, &materialized), &[&name]);

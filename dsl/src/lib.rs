@@ -23,6 +23,7 @@
 //! ```
 
 mod aggregate;
+mod cache;
 mod fk_join;
 mod grouped;
 mod grouped_table;

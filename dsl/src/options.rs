@@ -129,12 +129,21 @@ pub struct Materialized<K, V> {
     pub(crate) value_serde: Option<SerdeRef<V>>,
     pub(crate) in_memory: bool,
     pub(crate) logging: bool,
+    pub(crate) caching: bool,
     pub(crate) retention: Option<Duration>,
 }
 
 impl<K, V> Default for Materialized<K, V> {
     fn default() -> Self {
-        Self { name: None, key_serde: None, value_serde: None, in_memory: false, logging: true, retention: None }
+        Self {
+            name: None,
+            key_serde: None,
+            value_serde: None,
+            in_memory: false,
+            logging: true,
+            caching: true,
+            retention: None,
+        }
     }
 }
 
@@ -174,6 +183,23 @@ impl<K, V> Materialized<K, V> {
     #[must_use]
     pub fn with_logging_disabled(mut self) -> Self {
         self.logging = false;
+        self
+    }
+
+    /// Forwards every update of an aggregation at once, rather than the
+    /// latest per key once per commit (the record cache; on by default,
+    /// sized by `cache.max.bytes.buffering`).
+    #[must_use]
+    pub fn with_caching_disabled(mut self) -> Self {
+        self.caching = false;
+        self
+    }
+
+    /// The record cache's coalescing (the default): an aggregation forwards
+    /// the latest update per key once per commit.
+    #[must_use]
+    pub fn with_caching_enabled(mut self) -> Self {
+        self.caching = true;
         self
     }
 

@@ -147,6 +147,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// A processor failed (returned an error or panicked) while forwarding
+    /// the updates it held back, before a commit.
+    #[error("task {task} failed forwarding its cached updates before a commit: {reason}")]
+    FlushFailed {
+        /// The task (`<sub-topology>_<partition>`).
+        task: String,
+        /// The processor's error or panic message.
+        reason: String,
+    },
+
     /// Processing a record failed (an error or a panic in user code): the
     /// task stops, and the record that failed is named.
     #[error("task {task} failed on the record at {topic}-{partition} offset {offset}: {reason}")]

@@ -12,7 +12,7 @@ use plexus_core::{ConsumerRecord, Timestamp};
 
 use crate::error::{Error, Result};
 use crate::processor::node::Lifecycle;
-use crate::processor::{OutputRecord, PunctuationType, RecordMetadata, TaskContext, TaskId};
+use crate::processor::{CacheBudget, OutputRecord, PunctuationType, RecordMetadata, TaskContext, TaskId};
 use crate::source_sink::RawSource;
 use crate::state::overlay::Dirty;
 use crate::state::task_store::TaskStore;
@@ -57,6 +57,7 @@ impl StreamTask {
         wall_clock: Timestamp,
         open_store: &mut OpenStore<'_>,
         globals: &[(StoreBuilder, Arc<dyn BytesStore>)],
+        cache: Arc<CacheBudget>,
     ) -> Result<Self> {
         let subtopologies = topology.subtopologies();
         let members = usize::try_from(id.subtopology).ok().and_then(|s| subtopologies.get(s)).ok_or_else(|| {
@@ -84,7 +85,7 @@ impl StreamTask {
             }
         }
         nodes.reverse();
-        let mut context = TaskContext::new(id, wall_clock);
+        let mut context = TaskContext::new(id, wall_clock, cache);
         for spec in &topology.stores {
             let connected: Vec<usize> =
                 members.iter().copied().filter(|&i| topology.nodes[i].stores.contains(&spec.name)).collect();
@@ -253,6 +254,19 @@ impl StreamTask {
         Ok(())
     }
 
+    /// Has every processor forward what it held back (the record cache),
+    /// parents before children, so that downstream caches get their
+    /// parents' updates before they flush themselves.
+    pub(crate) fn flush(&mut self) -> Result<()> {
+        if !self.initialized {
+            return Ok(());
+        }
+        for (_, node) in &self.nodes {
+            node.borrow_mut().flush(&mut self.context)?;
+        }
+        Ok(())
+    }
+
     /// Takes the count of records processors dropped since the last call.
     pub(crate) fn take_dropped_records(&mut self) -> u64 {
         std::mem::take(&mut self.context.dropped_records)
@@ -333,8 +347,15 @@ mod tests {
         let src = t.add_source("src", &["in"], StringSerde, StringSerde).expect("source");
         let count = t.add_processor("count", Counter::default, &[src]).expect("processor");
         t.add_sink("sink", "counts", StringSerde, I64Serde, &[count]).expect("sink");
-        let mut task =
-            StreamTask::build(&t, TaskId { subtopology: 0, partition: 0 }, 0, &mut memory, &[]).expect("task");
+        let mut task = StreamTask::build(
+            &t,
+            TaskId { subtopology: 0, partition: 0 },
+            0,
+            &mut memory,
+            &[],
+            Arc::new(CacheBudget::new(0)),
+        )
+        .expect("task");
         task.process(&raw("in", 0, "a", "x", 100)).expect("process");
         let first = task.take_outputs();
         assert_eq!(first.len(), 1, "the first record fires the punctuator: {first:?}");
@@ -363,8 +384,15 @@ mod tests {
         let mut t = Topology::new();
         let src = t.add_source("src", &["nums"], StringSerde, I64Serde).expect("source");
         t.add_sink("sink", "out", StringSerde, I64Serde, &[src]).expect("sink");
-        let mut task =
-            StreamTask::build(&t, TaskId { subtopology: 0, partition: 0 }, 0, &mut memory, &[]).expect("task");
+        let mut task = StreamTask::build(
+            &t,
+            TaskId { subtopology: 0, partition: 0 },
+            0,
+            &mut memory,
+            &[],
+            Arc::new(CacheBudget::new(0)),
+        )
+        .expect("task");
         let err = task.process(&raw("nums", 17, "k", "not a number", 1)).expect_err("bad value");
         let text = err.to_string();
         assert!(text.contains("nums") && text.contains("17"), "{text}");

@@ -9,8 +9,11 @@
 //! nothing is left. Unlike Kafka Streams' driver, topics may have several
 //! partitions, so key changes and co-partitioned joins behave as they do
 //! on a cluster. Internal topics are named `test-driver-<name>`, as if
-//! the application id were `test-driver`. After each piped record every task commits: changelog
-//! records go to their in-memory topics and the stores' writes are applied.
+//! the application id were `test-driver`. After each piped record every
+//! task commits, as Kafka Streams' driver does: processors forward what the
+//! record cache held back (so an aggregation emits one update per key per
+//! piped record), changelog records go to their in-memory topics and the
+//! stores' writes are applied.
 //!
 //! ```
 //! use plexus_runtime::processor::{Processor, ProcessorContext, Record};
@@ -45,7 +48,7 @@ use plexus_core::client::partitioner::partition_for_key;
 use plexus_core::{ConsumerRecord, Header, Timestamp};
 
 use crate::error::{Error, Result};
-use crate::processor::{OutputRecord, Record, TaskId};
+use crate::processor::{CacheBudget, OutputRecord, Record, TaskId};
 use crate::serde::Serde;
 use crate::state::{
     BytesStore, InMemoryStore, KeyValueStoreRef, ReadOnlyKeyValueStore, ReadOnlySessionStore, ReadOnlyWindowStore,
@@ -81,6 +84,8 @@ pub struct TopologyTestDriver {
     dropped_records: u64,
     /// The global stores, in memory, updated as their topics get records.
     globals: crate::task::OpenStores,
+    /// The record cache (`cache.max.bytes.buffering`'s default).
+    cache: Arc<CacheBudget>,
 }
 
 impl std::fmt::Debug for TopologyTestDriver {
@@ -119,6 +124,9 @@ impl TopologyTestDriver {
             wall_clock: 0,
             dropped_records: 0,
             globals,
+            cache: Arc::new(CacheBudget::new(
+                crate::streams::StreamsConfig::new(APPLICATION_ID).cache_max_bytes_buffering,
+            )),
         })
     }
 
@@ -226,7 +234,8 @@ impl TopologyTestDriver {
     }
 
     /// Processes pending records (and what they produce) until none is
-    /// left, then commits every task.
+    /// left, flushes every task's record cache (processing what that
+    /// produces in turn), then commits every task.
     fn run(&mut self) -> Result<()> {
         while let Some((topic, partition, offset)) = self.pending.pop_front() {
             let Some(&subtopology) = self.readers.get(&topic) else { continue };
@@ -237,6 +246,9 @@ impl TopologyTestDriver {
             for out in task.take_outputs() {
                 self.append(out);
             }
+        }
+        for task in self.tasks.values_mut() {
+            task.flush()?;
         }
         self.dropped_records += self.tasks.values_mut().map(StreamTask::take_dropped_records).sum::<u64>();
         for out in self.tasks.values_mut().flat_map(StreamTask::take_outputs).collect::<Vec<_>>() {
@@ -253,7 +265,8 @@ impl TopologyTestDriver {
             let mut open = |_: TaskId, spec: &crate::topology::StoreBuilder| -> Result<Arc<dyn BytesStore>> {
                 Ok(Arc::new(InMemoryStore::new(spec.name())))
             };
-            let task = StreamTask::build(&self.topology, id, self.wall_clock, &mut open, &self.globals)?;
+            let cache = Arc::clone(&self.cache);
+            let task = StreamTask::build(&self.topology, id, self.wall_clock, &mut open, &self.globals, cache)?;
             self.tasks.insert(id, task);
         }
         self.tasks.get_mut(&id).ok_or_else(|| Error::Topology(format!("task {id} vanished")))

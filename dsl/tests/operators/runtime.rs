@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use plexus_core::client::{
-    Consumer, ConsumerConfig, EmbeddedClients, EmbeddedConsumer, EmbeddedProducer, Producer, ProducerConfig,
+    Consumer, ConsumerConfig, EmbeddedClients, EmbeddedConsumer, EmbeddedProducer, Producer, ProducerConfig, SeekTo,
 };
 use plexus_core::{Log, LogConfig, Record, TopicConfig, TopicPartition};
 use plexus_dsl::{Consumed, Grouped, Materialized, Produced, StreamsBuilder};
@@ -44,22 +44,33 @@ impl Embedded {
 
     /// Starts `topology` as `application_id` with `threads` stream threads.
     fn start(&self, topology: Topology, application_id: &str, threads: usize) -> Streams {
+        self.start_with(topology, application_id, threads, &[])
+    }
+
+    /// Starts `topology` with `more` config overriding the defaults.
+    fn start_with(&self, topology: Topology, application_id: &str, threads: usize, more: &[(&str, &str)]) -> Streams {
         let threads = threads.to_string();
-        let config = StreamsConfig::from_pairs([
+        let mut pairs = vec![
             ("application.id", application_id),
             ("commit.interval.ms", "50"),
             ("num.stream.threads", threads.as_str()),
             ("state.dir", self.state.path().to_str().expect("utf8")),
-        ])
-        .expect("config");
+        ];
+        pairs.extend_from_slice(more);
+        let config = StreamsConfig::from_pairs(pairs).expect("config");
         let mut streams = Streams::new(topology, config, EmbeddedClients::new(self.log.clone())).expect("streams");
         streams.start().expect("start");
         streams
     }
 
-    /// The latest string value per key of `topic`, once `records` records
-    /// arrived (failing with the application's error if it failed).
-    async fn read_latest(&self, streams: &mut Streams, topic: &str, records: usize) -> BTreeMap<String, String> {
+    /// The latest string value per key of `topic`, once `done` holds for
+    /// them (failing with the application's error if it failed).
+    async fn read_latest(
+        &self,
+        streams: &mut Streams,
+        topic: &str,
+        done: impl Fn(&BTreeMap<String, String>) -> bool,
+    ) -> BTreeMap<String, String> {
         let partitions = self.log.partition_count(topic).expect("topic");
         let mut consumer = EmbeddedConsumer::new(self.log.clone(), {
             let mut c = ConsumerConfig::without_group();
@@ -72,9 +83,9 @@ impl Embedded {
             .expect("assign");
         let (mut latest, mut seen) = (BTreeMap::new(), 0);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while seen < records {
+        while !done(&latest) {
             if Instant::now() > deadline || streams.state() == plexus_runtime::StreamsState::Error {
-                panic!("only {seen} of {records} records arrived in {topic}; the application: {:?}", streams.close());
+                panic!("after {seen} records in {topic}, still {latest:?}; the application: {:?}", streams.close());
             }
             for r in consumer.poll(Duration::from_millis(100)).await.expect("poll") {
                 let k = StringSerde.deserialize(r.key.as_deref()).expect("key");
@@ -83,6 +94,23 @@ impl Embedded {
             }
         }
         latest
+    }
+
+    /// Every record of a topic's partition 0, as strings (the application
+    /// is closed: everything it wrote is there).
+    async fn read_all(&self, topic: &str) -> Vec<(String, String)> {
+        let end = self.log.offsets(&TopicPartition::new(topic, 0)).expect("offsets").2;
+        let mut consumer = EmbeddedConsumer::new(self.log.clone(), ConsumerConfig::without_group());
+        consumer.assign(&[TopicPartition::new(topic, 0)]).await.expect("assign");
+        consumer.seek(&TopicPartition::new(topic, 0), SeekTo::Beginning).await.expect("seek");
+        let mut out = Vec::new();
+        while (out.len() as i64) < end {
+            for r in consumer.poll(Duration::from_millis(100)).await.expect("poll") {
+                let k = StringSerde.deserialize(r.key.as_deref()).expect("key");
+                out.push((k, StringSerde.deserialize(r.value.as_deref()).expect("value")));
+            }
+        }
+        out
     }
 }
 
@@ -127,8 +155,7 @@ async fn word_count_with_a_repartition_and_a_join_matches_the_test_driver() {
     let lines = LINES.iter().enumerate().map(|(i, l)| (format!("l{i}"), (*l).to_owned(), 10 + i as i64));
     embedded.produce("lines", lines).await;
     let mut streams = embedded.start(topology(), "labelled-counts", 2);
-    let words: usize = LINES.iter().map(|l| l.split_whitespace().count()).sum();
-    let latest = embedded.read_latest(&mut streams, "labelled", words).await;
+    let latest = embedded.read_latest(&mut streams, "labelled", |m| *m == expected()).await;
     streams.close().expect("close");
     assert_eq!(latest, expected());
     let repartition = TopicPartition::new("labelled-counts-counts-repartition", 2);
@@ -170,7 +197,7 @@ async fn a_global_table_is_complete_before_the_first_record_is_joined() {
         .join_global(&products, |_, p| p.clone(), |_, name| name.clone())
         .to("named", Produced::with(StringSerde, StringSerde));
     let mut streams = embedded.start(builder.build().expect("topology"), "named-orders", 1);
-    let out = embedded.read_latest(&mut streams, "named", 50).await;
+    let out = embedded.read_latest(&mut streams, "named", |m| m.len() == 50).await;
     assert_eq!(out.len(), 50);
     assert_eq!(out["o13"], "product 3");
     let products = streams.store(&KeyValueStoreRef::new("products", StringSerde, StringSerde));
@@ -240,7 +267,7 @@ async fn a_foreign_key_join_runs_across_differently_partitioned_topics() {
         .join_foreign_key(&customers, |c| c.clone(), |_, name| name.clone(), named)
         .to("named", Produced::with(StringSerde, StringSerde));
     let mut streams = embedded.start(builder.build().expect("topology"), "fk", 2);
-    let out = embedded.read_latest(&mut streams, "named", 30).await;
+    let out = embedded.read_latest(&mut streams, "named", |m| m.len() == 30).await;
     streams.close().expect("close");
     assert_eq!(out["o7"], "customer 2");
     let registration = |p| TopicPartition::new("fk-named-subscription-registration", p);
@@ -268,8 +295,54 @@ async fn a_source_with_the_latest_reset_policy_skips_what_was_there_before() {
         n += 1;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let seen = embedded.read_latest(&mut streams, "seen", 1).await;
+    let seen = embedded.read_latest(&mut streams, "seen", |m| !m.is_empty()).await;
     streams.close().expect("close");
     assert!(seen.values().all(|v| v == "new"), "no record from before the start: {seen:?}");
+    embedded.log.close().expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_record_cache_forwards_one_update_per_key_per_commit() {
+    let embedded = Embedded::new(&[("clicks", 1), ("cached", 1), ("uncached", 1)]);
+    let keys = ["ada", "bob", "cy", "dee"];
+    embedded.produce("clicks", (0..2000).map(|i| (keys[i % 4].to_owned(), "click".to_owned(), i as i64))).await;
+    let builder = StreamsBuilder::new();
+    let clicks = builder.stream("clicks", Consumed::with(StringSerde, StringSerde));
+    let count = |m: Materialized<String, i64>, to: &str| {
+        clicks
+            .group_by_key()
+            .count(m)
+            .to_stream()
+            .map_values(|n| n.unwrap_or_default().to_string())
+            .to(to, Produced::with(StringSerde, StringSerde));
+    };
+    count(Materialized::named("cached-counts"), "cached");
+    count(Materialized::named("uncached-counts").with_caching_disabled(), "uncached");
+    // Commits only at the end: everything between is the cache's to coalesce.
+    let mut streams =
+        embedded.start_with(builder.build().expect("topology"), "cache", 1, &[("commit.interval.ms", "600000")]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while streams.metrics().records_processed < 2000 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} records processed: {:?}",
+            streams.metrics().records_processed,
+            streams.close()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    streams.close().expect("close");
+    let commits = streams.metrics().commits;
+    let cached = embedded.read_all("cached").await;
+    let uncached = embedded.read_all("uncached").await;
+    assert_eq!(uncached.len(), 2000, "without the cache every update is forwarded");
+    let latest: BTreeMap<String, String> = cached.iter().cloned().collect();
+    assert!(latest.values().all(|n| n == "500"), "the final counts: {latest:?}");
+    assert_eq!(latest.len(), 4);
+    assert!(
+        cached.len() as u64 <= 4 * commits,
+        "{} updates for 4 keys in {commits} commits: at most one per key per commit",
+        cached.len()
+    );
     embedded.log.close().expect("close");
 }

@@ -12,9 +12,17 @@
 //! Punctuators are scheduled through the context and delivered to the
 //! processor's [`Processor::punctuate`]: on stream time (advanced by the
 //! records' timestamps) or on wall-clock time.
+//!
+//! Processors that hold updates back (the DSL's aggregations, with the
+//! record cache on) forward them in [`Processor::flush`], which the task
+//! calls on every processor, parents before children, before each commit;
+//! the bytes they hold count against one budget per stream thread
+//! ([`ProcessorContext::cache_resize`]).
 
 pub(crate) mod node;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 pub use plexus_core::Header;
@@ -129,11 +137,41 @@ pub(crate) struct TaskContext {
     /// Records processors dropped (late for their window, say) since the
     /// metrics last took them.
     pub(crate) dropped_records: u64,
+    /// The record cache's budget, shared with the other tasks of the thread.
+    pub(crate) cache: Arc<CacheBudget>,
+    /// The bytes of it this task's processors hold.
+    pub(crate) cache_used: usize,
+}
+
+impl Drop for TaskContext {
+    /// A task closed with updates held back (its transaction aborted)
+    /// gives their bytes back.
+    fn drop(&mut self) {
+        let used = self.cache.used.load(Ordering::Relaxed).saturating_sub(self.cache_used);
+        self.cache.used.store(used, Ordering::Relaxed);
+    }
+}
+
+/// The bytes the processors of one stream thread's tasks may hold back
+/// before forwarding (`cache.max.bytes.buffering` divided among the
+/// threads, as Kafka Streams divides it); 0 turns the cache off.
+#[derive(Debug)]
+pub(crate) struct CacheBudget {
+    max: usize,
+    used: AtomicUsize,
+}
+
+impl CacheBudget {
+    pub(crate) fn new(max: usize) -> Self {
+        Self { max, used: AtomicUsize::new(0) }
+    }
 }
 
 impl TaskContext {
-    pub(crate) fn new(task: TaskId, wall_clock: Timestamp) -> Self {
+    pub(crate) fn new(task: TaskId, wall_clock: Timestamp, cache: Arc<CacheBudget>) -> Self {
         Self {
+            cache,
+            cache_used: 0,
             task,
             current: None,
             stream_time: Timestamp::MIN,
@@ -257,6 +295,27 @@ impl<KOut, VOut> ProcessorContext<'_, KOut, VOut> {
         self.task.commit_requested = true;
     }
 
+    /// Whether the record cache is on (`cache.max.bytes.buffering` > 0):
+    /// a processor may then hold updates back until [`Processor::flush`]
+    /// and forward only the latest per key.
+    pub fn caching(&self) -> bool {
+        self.task.cache.max > 0
+    }
+
+    /// Accounts for the bytes a processor holds back: `added` more,
+    /// `released` fewer. Returns whether the thread's cache is now over its
+    /// budget, in which case the processor should forward what it holds
+    /// (Kafka Streams evicts from the cache being written to, too).
+    pub fn cache_resize(&mut self, added: usize, released: usize) -> bool {
+        // One thread's tasks share the budget and only that thread writes
+        // it, so a load and a store do not race.
+        self.task.cache_used = (self.task.cache_used + added).saturating_sub(released);
+        let cache = &self.task.cache;
+        let used = (cache.used.load(Ordering::Relaxed) + added).saturating_sub(released);
+        cache.used.store(used, Ordering::Relaxed);
+        used > cache.max
+    }
+
     fn store(&self, name: &str) -> Result<&TaskStore> {
         let store = self.task.stores.iter().find(|s| s.spec.name == name).ok_or_else(|| {
             Error::Topology(format!(
@@ -308,8 +367,9 @@ impl<KOut, VOut> ProcessorContext<'_, KOut, VOut> {
 /// A step of a topology: takes records of one type, forwards records of
 /// another (Kafka's `Processor<KIn, VIn, KOut, VOut>`).
 ///
-/// One instance runs per task, on one thread at a time; `init` runs before
-/// the first record, `close` when the task closes.
+/// One instance runs per task, built on the thread that runs the task and
+/// never moved off it (so it need not be `Send`); `init` runs before the
+/// first record, `flush` before each commit, `close` when the task closes.
 ///
 /// ```
 /// use plexus_runtime::processor::{Processor, ProcessorContext, Record};
@@ -326,7 +386,7 @@ impl<KOut, VOut> ProcessorContext<'_, KOut, VOut> {
 ///     }
 /// }
 /// ```
-pub trait Processor<KIn, VIn, KOut = KIn, VOut = VIn>: Send + 'static {
+pub trait Processor<KIn, VIn, KOut = KIn, VOut = VIn>: 'static {
     /// Called once before the first record: schedule punctuators here.
     fn init(&mut self, context: &mut ProcessorContext<'_, KOut, VOut>) -> Result<()> {
         let _ = context;
@@ -344,6 +404,15 @@ pub trait Processor<KIn, VIn, KOut = KIn, VOut = VIn>: Send + 'static {
         context: &mut ProcessorContext<'_, KOut, VOut>,
     ) -> Result<()> {
         let _ = (punctuator, timestamp, context);
+        Ok(())
+    }
+
+    /// Forwards what the processor held back (see
+    /// [`ProcessorContext::caching`]). The task calls it on every
+    /// processor, parents before children, before each commit, so that a
+    /// commit covers every update the committed input caused.
+    fn flush(&mut self, context: &mut ProcessorContext<'_, KOut, VOut>) -> Result<()> {
+        let _ = context;
         Ok(())
     }
 

@@ -26,6 +26,7 @@ pub(crate) trait Node<K, V> {
 pub(crate) trait Lifecycle {
     fn init(&mut self, task: &mut TaskContext) -> Result<()>;
     fn punctuate(&mut self, punctuator: Punctuator, timestamp: Timestamp, task: &mut TaskContext) -> Result<()>;
+    fn flush(&mut self, task: &mut TaskContext) -> Result<()>;
     fn close(&mut self) -> Result<()>;
 }
 
@@ -74,6 +75,11 @@ where
     fn punctuate(&mut self, punctuator: Punctuator, timestamp: Timestamp, task: &mut TaskContext) -> Result<()> {
         let mut ctx = ProcessorContext { task, children: &self.children, node: self.index };
         self.processor.punctuate(punctuator, timestamp, &mut ctx)
+    }
+
+    fn flush(&mut self, task: &mut TaskContext) -> Result<()> {
+        let mut ctx = ProcessorContext { task, children: &self.children, node: self.index };
+        self.processor.flush(&mut ctx)
     }
 
     fn close(&mut self) -> Result<()> {

@@ -8,7 +8,9 @@
 //! produce; commit every `commit.interval.ms`, when a processor asks, or
 //! when the uncommitted store writes pass `cache.max.bytes.buffering`.
 //!
-//! A commit sends each store's uncommitted writes (one record per key) to
+//! A commit first has every task's processors forward what they held back
+//! (the record cache: aggregations forward the latest update per key once
+//! per commit), then sends each store's uncommitted writes (one record per key) to
 //! its changelog partition, waits until every send is acknowledged, then:
 //! at least once — applies the store writes with the changelog offsets
 //! reached and commits the input offsets; exactly once — sends the input
@@ -30,10 +32,19 @@ use plexus_core::{ConsumerRecord, Header, Record, TopicPartition};
 
 use super::{DeserializationHandler, ProcessingGuarantee, Shared, StreamsState};
 use crate::error::{Error, Result};
-use crate::processor::TaskId;
+use crate::processor::{CacheBudget, TaskId};
 use crate::state::{BytesStore, InMemoryStore, RocksDbStore};
 use crate::task::StreamTask;
 use crate::topology::{NodeKind, StoreBuilder};
+
+/// The message of a panic caught in user code.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "a panic without a message".into())
+}
 
 /// How long one poll waits for records.
 const POLL: Duration = Duration::from_millis(50);
@@ -197,6 +208,8 @@ struct StreamThread {
     positions: BTreeMap<TopicPartition, i64>,
     assignment: BTreeSet<TopicPartition>,
     last_commit: Instant,
+    /// The record cache of this thread's tasks.
+    cache: Arc<CacheBudget>,
 }
 
 impl StreamThread {
@@ -230,7 +243,9 @@ impl StreamThread {
             pc.set("transaction.timeout.ms", "10000").map_err(|e| Error::Log(e.into()))?;
         }
         let producer = shared.clients.producer(pc).map_err(Error::Log)?;
+        let cache = Arc::new(CacheBudget::new(config.cache_max_bytes_buffering / config.num_stream_threads.max(1)));
         Ok(Self {
+            cache,
             readers: shared.topology.readers(),
             shared,
             consumer,
@@ -296,20 +311,13 @@ impl StreamThread {
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| task.process(record)));
         let result = match result {
             Ok(r) => r,
-            Err(panic) => {
-                let message = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                    .unwrap_or_else(|| "a panic without a message".into());
-                Err(Error::TaskFailed {
-                    task: id.to_string(),
-                    topic: record.topic.clone(),
-                    partition: record.partition,
-                    offset: record.offset,
-                    reason: format!("user code panicked: {message}"),
-                })
-            }
+            Err(panic) => Err(Error::TaskFailed {
+                task: id.to_string(),
+                topic: record.topic.clone(),
+                partition: record.partition,
+                offset: record.offset,
+                reason: format!("user code panicked: {}", panic_message(panic.as_ref())),
+            }),
         };
         match result {
             Ok(()) => {}
@@ -398,6 +406,15 @@ impl StreamThread {
     /// Commits every task (see the module docs).
     async fn commit(&mut self) -> Result<()> {
         self.last_commit = Instant::now();
+        for (id, task) in &mut self.tasks {
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| task.flush()));
+            let reason = match result {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => e.to_string(),
+                Err(panic) => format!("user code panicked: {}", panic_message(panic.as_ref())),
+            };
+            return Err(Error::FlushFailed { task: id.to_string(), reason });
+        }
         self.send_outputs().await?;
         if self.eos && !self.in_transaction && !self.tasks.values().any(StreamTask::has_changelog_writes) {
             return Ok(()); // nothing processed since the last commit
@@ -545,7 +562,7 @@ impl StreamThread {
             }
         };
         let globals = self.shared.globals.get().map_or(&[][..], Vec::as_slice);
-        let task = StreamTask::build(&self.shared.topology, id, now_ms(), &mut open, globals)?;
+        let task = StreamTask::build(&self.shared.topology, id, now_ms(), &mut open, globals, Arc::clone(&self.cache))?;
         self.restore(&task).await?;
         Ok(task)
     }

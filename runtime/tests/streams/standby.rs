@@ -58,8 +58,14 @@ async fn a_task_moves_to_its_standby_without_restoring_what_it_had_read() {
     // Wait until the group gives each instance one partition.
     let admin = EmbeddedAdmin::new(log.clone());
     let pid_a = std::fs::read_to_string(state_a.path().join("standby-app").join("process-id")).expect("process id");
+    let deadline = Instant::now() + Duration::from_secs(30);
     let p_a = loop {
-        let group = admin.describe_group("standby-app").await.expect("group");
+        assert!(Instant::now() < deadline, "the group never gave each instance a partition");
+        // The group exists once the first thread has joined it.
+        let Ok(group) = admin.describe_group("standby-app").await else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
         let owned: Vec<(bool, Vec<i32>)> = group
             .members
             .iter()
