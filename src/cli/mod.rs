@@ -1,5 +1,6 @@
 //! Command-line parsing (clap) and dispatch.
 
+mod connect;
 mod consume;
 mod demo;
 mod group;
@@ -39,6 +40,10 @@ enum Command {
     /// List, describe and reset consumer groups.
     #[command(subcommand)]
     Group(group::GroupCommand),
+    /// Run connectors from config files (Kafka Connect's shape): files and
+    /// PostgreSQL in and out of topics.
+    #[command(subcommand)]
+    Connect(connect::ConnectCommand),
     /// Run the whole path on a throwaway data directory: create a topic,
     /// produce keyed orders, consume them with a group of three, and show
     /// the totals and the throughput.
@@ -61,6 +66,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
                 Command::Produce(a) => produce::run(&log, a).await,
                 Command::Consume(a) => consume::run(&log, a).await,
                 Command::Group(c) => group::run(&log, c).await,
+                Command::Connect(c) => connect::run(&log, c).await,
                 Command::Demo(_) => unreachable!("handled above"),
             };
             let closed = log.close();

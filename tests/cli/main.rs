@@ -157,3 +157,5 @@ fn a_second_process_is_told_who_holds_the_data_directory() {
     holder.wait().expect("reap");
     ok(d, &["topic", "list"], None);
 }
+
+mod connect;

@@ -1,0 +1,90 @@
+//! The file connectors, as Kafka's FileStream connectors with more
+//! formats: [`source`] tails a file or a glob, [`sink`] writes records to
+//! files.
+//!
+//! Both take `format`: `lines` (the default, Kafka's: one record per line,
+//! the value is the line), `json` (JSON lines: each line one value) or
+//! `csv` (a header line naming the fields, then one struct per line; cells
+//! that read back as the same integer, number or boolean are typed so,
+//! the rest are strings).
+
+pub mod sink;
+pub mod source;
+
+use serde::Deserialize;
+
+use crate::config::ConnectorConfig;
+use crate::connector::{Connector, ConnectorClass};
+use crate::error::{Error, Result};
+
+/// How records are laid out in a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// One record per line; the value is the line's text.
+    #[default]
+    Lines,
+    /// JSON lines.
+    Json,
+    /// CSV with a header line.
+    Csv,
+}
+
+impl Format {
+    /// The usual file extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Lines => "txt",
+            Self::Json => "jsonl",
+            Self::Csv => "csv",
+        }
+    }
+}
+
+/// `connector.class=FileSource` (also Kafka's `FileStreamSource`).
+#[derive(Debug, Deserialize)]
+pub struct FileSource {}
+
+#[typetag::deserialize(name = "FileSource")]
+impl ConnectorClass for FileSource {
+    fn configure(&self, config: &ConnectorConfig) -> Result<Connector> {
+        let c: source::FileSourceConfig = crate::config::class_config(config)?;
+        if c.topic.is_empty() {
+            return Err(Error::config(&config.name, "topic", "empty; name the topic to write the lines to"));
+        }
+        Ok(Connector::Source(Box::new(source::FileSourceConnector::new(&config.name, c))))
+    }
+}
+
+/// `connector.class=FileSink` (also Kafka's `FileStreamSink`).
+#[derive(Debug, Deserialize)]
+pub struct FileSink {}
+
+#[typetag::deserialize(name = "FileSink")]
+impl ConnectorClass for FileSink {
+    fn configure(&self, config: &ConnectorConfig) -> Result<Connector> {
+        let c: sink::FileSinkConfig = crate::config::class_config(config)?;
+        Ok(Connector::Sink(Box::new(sink::FileSinkConnector::new(&config.name, c)?)))
+    }
+}
+
+/// A CSV cell as the value it reads as (see the module docs).
+pub(crate) fn csv_cell(cell: &str) -> crate::data::Value {
+    use crate::data::Value;
+    if let Ok(n) = cell.parse::<i64>()
+        && n.to_string() == cell
+    {
+        return Value::Int64(n);
+    }
+    if let Ok(x) = cell.parse::<f64>()
+        && x.is_finite()
+        && x.to_string() == cell
+    {
+        return Value::Float64(x);
+    }
+    match cell {
+        "true" => Value::Boolean(true),
+        "false" => Value::Boolean(false),
+        _ => Value::String(cell.to_owned()),
+    }
+}
