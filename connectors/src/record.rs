@@ -6,6 +6,8 @@
 //! and a last id). A [`SinkRecord`] is what a sink task receives: a
 //! [`ConnectRecord`] with the topic, partition and offset it was read from.
 
+use std::sync::Arc;
+
 use arrow_schema::DataType;
 use plexus_core::Header;
 use serde_json::Value as Json;
@@ -72,10 +74,14 @@ impl ConnectRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceRecord {
     /// Which part of the source it came from (Kafka Connect's source
-    /// partition: `{"filename": …}`, `{"table": …}`), a JSON object.
-    pub source_partition: Json,
+    /// partition: `{"filename": …}`, `{"table": …}`), a JSON object;
+    /// shared, since a task gives the same one to many records.
+    pub source_partition: Arc<Json>,
     /// How far that part has been read once this record is in the log
     /// (Kafka Connect's source offset: `{"position": …}`), a JSON object.
+    /// Since a batch is written whole or not at all, only the last offset
+    /// per partition in a batch is stored: a task may leave the others
+    /// `Json::Null` and spare building them.
     pub source_offset: Json,
     /// The record.
     pub record: ConnectRecord,

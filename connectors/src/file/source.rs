@@ -17,6 +17,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -111,7 +112,7 @@ impl SourceConnector for FileSourceConnector {
 struct Tailed {
     path: PathBuf,
     /// The partition's JSON (`{"filename": …}`), built once.
-    partition: Json,
+    partition: Arc<Json>,
     file: File,
     inode: u64,
     /// Bytes consumed: the offset after the last whole line.
@@ -159,7 +160,7 @@ impl FileSourceTask {
     /// renamed within the directory, that file is drained first.
     fn open(&mut self, path: &Path) -> Result<()> {
         let Ok(meta) = std::fs::metadata(path) else { return Ok(()) };
-        let partition = json!({ "filename": path.to_string_lossy() });
+        let partition = Arc::new(json!({ "filename": path.to_string_lossy() }));
         let stored = self.stored.remove(&partition.to_string()).map(|(_, o)| o);
         let stored_inode = stored.as_ref().and_then(|o| o.get("inode")).and_then(Json::as_u64);
         let stored_position = stored.as_ref().and_then(|o| o.get("position")).and_then(Json::as_u64).unwrap_or(0);
@@ -200,9 +201,17 @@ impl FileSourceTask {
     }
 
     /// Reads what `path` has, up to `budget` records, into `out`.
+    /// The last record read carries the file's offset: where to resume
+    /// (a batch is stored whole, so the others need none).
     fn read(&mut self, path: &Path, budget: usize, out: &mut Vec<SourceRecord>) -> Result<()> {
         let Some(mut t) = self.files.remove(path) else { return Ok(()) };
+        let start = out.len();
         let result = self.read_file(&mut t, budget, out);
+        if out.len() > start
+            && let Some(last) = out.last_mut()
+        {
+            last.source_offset = json!({ "position": t.position, "inode": t.inode });
+        }
         self.files.insert(path.to_owned(), t);
         result
     }
@@ -268,9 +277,8 @@ impl FileSourceTask {
         Ok(())
     }
 
-    /// One line as a record, its offset `next`.
+    /// One line as a record (`next`: the byte after it, for messages).
     fn emit(&self, t: &mut Tailed, line: &[u8], next: u64, out: &mut Vec<SourceRecord>) {
-        let offset = json!({ "position": next, "inode": t.inode });
         let text = String::from_utf8_lossy(line);
         let (value, failure) = match self.config.format {
             Format::Lines => (Value::String(text.into_owned()), None),
@@ -315,8 +323,8 @@ impl FileSourceTask {
             }
         };
         out.push(SourceRecord {
-            source_partition: t.partition.clone(),
-            source_offset: offset,
+            source_partition: Arc::clone(&t.partition),
+            source_offset: Json::Null,
             record: ConnectRecord::new(self.config.topic.clone(), value),
             failure,
         });

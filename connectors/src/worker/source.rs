@@ -4,6 +4,7 @@
 //! written twice (Kafka Connect's exactly-once source support, KIP-618,
 //! always on).
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -48,7 +49,7 @@ async fn poll_loop(ctx: &TaskContext, task: &mut dyn SourceTask, producer: &dyn 
             continue;
         }
         producer.begin_transaction()?;
-        let mut last: Vec<(Json, Json)> = Vec::new();
+        let mut last: Vec<(Arc<Json>, Json)> = Vec::new();
         let mut deliveries = Vec::with_capacity(records.len() + 1);
         let mut written = 0_u64;
         for source in records {
@@ -101,6 +102,7 @@ async fn poll_loop(ctx: &TaskContext, task: &mut dyn SourceTask, producer: &dyn 
             deliveries.push(producer.send(&record.topic, out));
             written += 1;
         }
+        let last: Vec<(Json, Json)> = last.into_iter().map(|(p, o)| (Json::clone(&p), o)).collect();
         for (partition, offset) in &last {
             deliveries.push(producer.send(OFFSETS_TOPIC, offset_record(&ctx.connector, partition, Some(offset))));
         }
@@ -116,12 +118,16 @@ async fn poll_loop(ctx: &TaskContext, task: &mut dyn SourceTask, producer: &dyn 
     Ok(())
 }
 
-/// Keeps the latest offset per source partition; records of one partition
-/// usually come in runs, so the last entry is checked first.
-fn remember(last: &mut Vec<(Json, Json)>, partition: Json, offset: Json) {
-    if let Some(entry) = last.last_mut().filter(|(p, _)| *p == partition) {
+/// Keeps the latest offset per source partition (`Null`: none given);
+/// records of one partition come in runs sharing one `Arc`, so the last
+/// entry is checked first, by pointer.
+fn remember(last: &mut Vec<(Arc<Json>, Json)>, partition: Arc<Json>, offset: Json) {
+    if offset.is_null() {
+        return;
+    }
+    if let Some(entry) = last.last_mut().filter(|(p, _)| Arc::ptr_eq(p, &partition) || **p == *partition) {
         entry.1 = offset;
-    } else if let Some(entry) = last.iter_mut().find(|(p, _)| *p == partition) {
+    } else if let Some(entry) = last.iter_mut().find(|(p, _)| **p == *partition) {
         entry.1 = offset;
     } else {
         last.push((partition, offset));
