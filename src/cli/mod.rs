@@ -20,9 +20,10 @@ use plexus::{Log, LogConfig};
 #[derive(Debug, Parser)]
 #[command(name = "plexus", version, about, long_about, propagate_version = true)]
 pub(crate) struct Cli {
-    /// The data directory holding topics and consumer offsets.
-    #[arg(long, global = true, env = "PLEXUS_DATA_DIR", default_value = "./plexus-data")]
-    data_dir: PathBuf,
+    /// The data directory holding topics and consumer offsets (default
+    /// ./plexus-data; `demo` uses a temporary one unless given).
+    #[arg(long, global = true, env = "PLEXUS_DATA_DIR")]
+    data_dir: Option<PathBuf>,
 
     #[command(subcommand)]
     command: Command,
@@ -44,9 +45,10 @@ enum Command {
     /// PostgreSQL in and out of topics.
     #[command(subcommand)]
     Connect(connect::ConnectCommand),
-    /// Run the whole path on a throwaway data directory: create a topic,
-    /// produce keyed orders, consume them with a group of three, and show
-    /// the totals and the throughput.
+    /// The main job in one command: a payments file through a FileSource
+    /// into a topic, a streams topology keeping totals per payer and per
+    /// minute (RocksDB), a FileSink writing the totals; prints the top payers
+    /// (an interactive query), the time taken and the rate.
     Demo(demo::DemoArgs),
 }
 
@@ -58,9 +60,10 @@ pub(crate) fn open_log(dir: &std::path::Path) -> anyhow::Result<Log> {
 /// Runs a parsed command.
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Demo(args) => demo::run(args).await,
+        Command::Demo(args) => demo::run(args, cli.data_dir.as_deref()).await,
         command => {
-            let log = open_log(&cli.data_dir)?;
+            let dir = cli.data_dir.unwrap_or_else(|| PathBuf::from("./plexus-data"));
+            let log = open_log(&dir)?;
             let result = match command {
                 Command::Topic(c) => topic::run(&log, c).await,
                 Command::Produce(a) => produce::run(&log, a).await,

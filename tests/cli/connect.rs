@@ -109,3 +109,33 @@ fn a_bad_connector_config_is_one_clear_error() {
     let err = fails(&dir.path().join("data"), &["connect", "validate", path]);
     assert!(err.contains("bad.json: not a connector config"), "{err}");
 }
+
+#[test]
+fn the_demo_totals_equal_sums_computed_from_its_input_file() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("demo");
+    let out = super::ok(&data, &["demo", "--events", "5000"], None);
+    assert!(out.contains("5000 payments in"), "{out}");
+    assert!(out.contains("Top payers"), "{out}");
+    // An independent sum of the generated file, in cents.
+    let mut expected: std::collections::BTreeMap<String, (u64, i64)> = std::collections::BTreeMap::new();
+    let csv = std::fs::read_to_string(data.join("payments.csv")).expect("the generated input");
+    for line in csv.lines().skip(1) {
+        let cells: Vec<&str> = line.split(',').collect();
+        let (dollars, cents) = cells[2].split_once('.').unwrap_or((cells[2], "0"));
+        let cents =
+            dollars.parse::<i64>().expect("dollars") * 100 + format!("{cents:0<2}").parse::<i64>().expect("cents");
+        let e = expected.entry(cells[0].to_owned()).or_default();
+        e.0 += 1;
+        e.1 += cents;
+    }
+    assert_eq!(expected.values().map(|e| e.0).sum::<u64>(), 5000);
+    // The FileSink's output: the latest line per payer is its total.
+    let mut latest: std::collections::BTreeMap<String, (u64, i64)> = std::collections::BTreeMap::new();
+    for line in lines_of(&data.join("payment-totals.jsonl")) {
+        let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+        let payer = v["payer"].as_str().expect("payer").to_owned();
+        latest.insert(payer, (v["count"].as_u64().expect("count"), v["total_cents"].as_i64().expect("total")));
+    }
+    assert_eq!(latest, expected);
+}
