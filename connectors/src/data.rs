@@ -64,6 +64,13 @@ pub enum Value {
     Struct(Vec<(String, Value)>),
 }
 
+impl Default for Value {
+    /// [`Value::Null`].
+    fn default() -> Self {
+        Self::Null
+    }
+}
+
 impl Value {
     /// A string value.
     pub fn string(s: impl Into<String>) -> Self {

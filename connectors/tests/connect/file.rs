@@ -247,3 +247,24 @@ async fn bad_configs_are_refused_with_the_key_and_the_fix() {
         assert!(!err.contains('\n'), "one line: {err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transforms_key_and_route_the_records_of_a_source() {
+    let connect = Connect::new();
+    let dir = tempfile::tempdir().expect("tmp");
+    let input = dir.path().join("payments.csv");
+    append(&input, ["payer,amount".to_owned(), "ada,12".into(), "bob,7".into()]);
+    let transforms = r#", "format": "csv", "key.converter": "string",
+        "transforms": "key,extract,route",
+        "transforms.key.type": "org.apache.kafka.connect.transforms.ValueToKey", "transforms.key.fields": "payer",
+        "transforms.extract.type": "org.apache.kafka.connect.transforms.ExtractField$Key", "transforms.extract.field": "payer",
+        "transforms.route.type": "org.apache.kafka.connect.transforms.RegexRouter",
+        "transforms.route.regex": "(.*)", "transforms.route.replacement": "$1-by-payer""#;
+    connect.start(&source("keyed", &input, "payments", transforms)).await;
+    until("two rows read", || connect.worker.records("keyed") >= 2).await;
+    connect.worker.stop_all().await;
+    let records = connect.read("payments-by-payer").await;
+    let keys: Vec<&[u8]> = records.iter().map(|r| r.key.as_deref().unwrap_or_default()).collect();
+    assert_eq!(keys, [&b"ada"[..], b"bob"]);
+    assert_eq!(records[0].value.as_deref(), Some(&br#"{"payer":"ada","amount":12}"#[..]));
+}
