@@ -64,6 +64,7 @@ pub(super) enum FieldTransform {
     HoistField { field: String },
     Cast { whole: Option<CastType>, fields: Vec<(String, CastType)> },
     Flatten { delimiter: String },
+    Timestamp(super::timestamp::TimestampConverter),
 }
 
 type ConfigError = (String, String);
@@ -152,13 +153,14 @@ impl FieldTransform {
                 }
                 Self::Cast { whole, fields }
             }
+            "TimestampConverter" => Self::Timestamp(super::timestamp::TimestampConverter::parse(own)?),
             "Flatten" => Self::Flatten { delimiter: own.get("delimiter").cloned().unwrap_or_else(|| ".".into()) },
             other => {
                 return Err((
                     "type".into(),
                     format!(
                         "{other:?} is not a transform here; use InsertField, ReplaceField, MaskField, ValueToKey, \
-                         ExtractField, HoistField, Cast, Flatten, RegexRouter or Filter"
+                         ExtractField, HoistField, Cast, Flatten, TimestampConverter, RegexRouter or Filter"
                     ),
                 ));
             }
@@ -237,6 +239,7 @@ impl FieldTransform {
                 }
                 (Value::Struct(f), None)
             }
+            Self::Timestamp(t) => (t.apply(value)?, None),
             Self::Flatten { delimiter } => {
                 let mut out = Vec::new();
                 flatten("", fields(value)?, delimiter, &mut out);

@@ -6,11 +6,10 @@
 //! `InsertField$Value`).
 //!
 //! Transforms: `InsertField`, `ReplaceField`, `MaskField`, `ValueToKey`,
-//! `ExtractField`, `HoistField`, `Cast`, `Flatten` (each `$Key` or
-//! `$Value`), `RegexRouter`, `Filter`; predicates: `TopicNameMatches`,
-//! `HasHeaderKey`, `RecordIsTombstone`. A type not listed (among them
-//! `TimestampConverter`, which is still to come) is refused by name when
-//! the config is checked.
+//! `ExtractField`, `HoistField`, `Cast`, `Flatten`, `TimestampConverter`
+//! (each `$Key` or `$Value`), `RegexRouter`, `Filter`; predicates:
+//! `TopicNameMatches`, `HasHeaderKey`, `RecordIsTombstone`. A type not
+//! listed is refused by name when the config is checked.
 //!
 //! Transforms work on struct values (rows, JSON objects); a null value (a
 //! tombstone) passes through those that change fields. Where the record
@@ -18,6 +17,7 @@
 //! inferred again by the converter.
 
 mod fields;
+mod timestamp;
 
 use std::collections::BTreeMap;
 

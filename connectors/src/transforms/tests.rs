@@ -126,9 +126,9 @@ fn a_value_that_does_not_fit_names_the_field() {
 #[test]
 fn bad_transform_configs_name_the_key() {
     assert_eq!(error(&[("transforms", "x")]).0, "transforms.x.type");
-    let (key, reason) = error(&[("transforms", "x"), ("transforms.x.type", "TimestampConverter$Value")]);
+    let (key, reason) = error(&[("transforms", "x"), ("transforms.x.type", "SetSchemaMetadata$Value")]);
     assert_eq!(key, "transforms.x.type");
-    assert!(reason.contains("\"TimestampConverter\" is not a transform here"), "{reason}");
+    assert!(reason.contains("\"SetSchemaMetadata\" is not a transform here"), "{reason}");
     let (key, _) = error(&[("transforms", "x"), ("transforms.x.type", "Cast$Value"), ("transforms.x.spec", "a:int7")]);
     assert_eq!(key, "transforms.x.spec");
     let (key, reason) =
