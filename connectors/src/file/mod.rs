@@ -6,8 +6,9 @@
 //! the value is the line), `json` (JSON lines: each line one value) or
 //! `csv` (a header line naming the fields, then one struct per line; cells
 //! that read back as the same integer, number or boolean are typed so,
-//! the rest are strings).
+//! the rest are strings); the sink also writes `parquet`.
 
+mod parquet;
 pub mod sink;
 pub mod source;
 
@@ -28,6 +29,8 @@ pub enum Format {
     Json,
     /// CSV with a header line.
     Csv,
+    /// Parquet (sinks only): rolled files, each complete when it appears.
+    Parquet,
 }
 
 impl Format {
@@ -37,6 +40,7 @@ impl Format {
             Self::Lines => "txt",
             Self::Json => "jsonl",
             Self::Csv => "csv",
+            Self::Parquet => "parquet",
         }
     }
 }
@@ -49,6 +53,13 @@ pub struct FileSource {}
 impl ConnectorClass for FileSource {
     fn configure(&self, config: &ConnectorConfig) -> Result<Connector> {
         let c: source::FileSourceConfig = crate::config::class_config(config)?;
+        if c.format == Format::Parquet {
+            return Err(Error::config(
+                &config.name,
+                "format",
+                "parquet is written by FileSink; FileSource reads lines, json or csv",
+            ));
+        }
         if c.topic.is_empty() {
             return Err(Error::config(&config.name, "topic", "empty; name the topic to write the lines to"));
         }

@@ -7,12 +7,18 @@
 //! `file`; when it is big or old enough it is synced and renamed to
 //! `<stem>-<seq>.<ext>`, so a reader never sees a partial file.
 //!
+//! `parquet` always rolls (every `roll.interval.ms`, default 60 s, or once
+//! the written row groups pass `roll.size.bytes`, and when the task
+//! stops): a Parquet file is only readable once its footer is written.
+//!
 //! Exactly once: every flush syncs the data, then replaces (write, sync,
 //! rename) a state file `.<file name>.sink-state.json` beside it holding
 //! the current file's length and the next offset of every partition the
 //! data covers. On restart the task truncates the file to that length and
 //! resumes reading at those offsets, so a crash at any point neither loses
-//! nor repeats a line.
+//! nor repeats a line. A Parquet in-progress file cannot be cut back, so
+//! its state only moves at a roll: a restart deletes the in-progress file
+//! and reads again from the offsets the last rolled file covered.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -99,6 +105,8 @@ impl SinkConnector for FileSinkConnector {
             pending: Vec::new(),
             header: None,
             opened_at: Instant::now(),
+            parquet: None,
+            parquet_offsets: BTreeMap::new(),
         }))
     }
 }
@@ -132,6 +140,10 @@ struct FileSinkTask {
     pending: Vec<u8>,
     header: Option<Vec<String>>,
     opened_at: Instant,
+    /// The Parquet file being written, with its file handle (to sync it).
+    parquet: Option<(super::parquet::ParquetFile, File)>,
+    /// Offsets the rows given to the Parquet file so far reach.
+    parquet_offsets: BTreeMap<String, i64>,
 }
 
 impl FileSinkTask {
@@ -140,7 +152,31 @@ impl FileSinkTask {
     }
 
     fn rolling(&self) -> bool {
-        self.config.roll_size_bytes.is_some() || self.config.roll_interval_ms.is_some()
+        self.is_parquet() || self.config.roll_size_bytes.is_some() || self.config.roll_interval_ms.is_some()
+    }
+
+    fn is_parquet(&self) -> bool {
+        self.config.format == Format::Parquet
+    }
+
+    /// Completes the Parquet file (footer, sync, rename) and stores the
+    /// offsets its rows reach; with no rows since the last roll, only the
+    /// offsets move.
+    fn roll_parquet(&mut self) -> Result<()> {
+        let (done, inprogress) = self.rolled_names(self.state.seq);
+        if let Some((file, handle)) = self.parquet.take()
+            && !file.is_empty()
+        {
+            file.finish().map_err(|e| Error::connector(&self.connector, format!("{}: {e}", inprogress.display())))?;
+            handle.sync_data().map_err(|e| self.io(&inprogress, e))?;
+            std::fs::rename(&inprogress, &done).map_err(|e| self.io(&done, e))?;
+            tracing::info!(connector = %self.connector, file = %done.display(), "rolled");
+            self.state.seq += 1;
+        }
+        self.state.offsets.extend(std::mem::take(&mut self.parquet_offsets));
+        self.state.position = 0;
+        self.opened_at = Instant::now();
+        self.save_state()
     }
 
     /// `<stem>-<seq>.<ext>` and its hidden in-progress name.
@@ -200,6 +236,7 @@ impl FileSinkTask {
     /// Appends one record's line(s) to `pending`.
     fn format(&mut self, value: &Value) -> std::result::Result<(), String> {
         match self.config.format {
+            Format::Parquet => return Err("Parquet rows are written by put_parquet".into()),
             Format::Lines => {
                 self.pending.extend_from_slice(value.to_text().as_bytes());
                 self.pending.push(b'\n');
@@ -294,12 +331,29 @@ impl SinkTask for FileSinkTask {
                     self.state.header = None;
                 }
             }
-            self.open_current()?;
+            if self.is_parquet() {
+                // Its rows are read again from the stored offsets.
+                let inprogress = self.rolled_names(self.state.seq).1;
+                match std::fs::remove_file(&inprogress) {
+                    Ok(()) => {
+                        tracing::info!(connector = %self.connector, file = %inprogress.display(), "dropping an unfinished Parquet file")
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(self.io(&inprogress, e)),
+                }
+                self.opened_at = Instant::now();
+                self.file = Some(File::open(parent(&self.path)).map_err(|e| self.io(&self.path.clone(), e))?);
+            } else {
+                self.open_current()?;
+            }
         }
         Ok(partitions.iter().filter_map(|tp| self.state.offsets.get(&tp_key(tp)).map(|o| (tp.clone(), *o))).collect())
     }
 
     async fn put(&mut self, records: Vec<SinkRecord>) -> Result<()> {
+        if self.is_parquet() {
+            return self.put_parquet(records);
+        }
         for r in &records {
             if r.record.value.is_null() {
                 continue; // a tombstone has no line
@@ -325,6 +379,16 @@ impl SinkTask for FileSinkTask {
     }
 
     async fn flush(&mut self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()> {
+        if self.is_parquet() {
+            self.parquet_offsets.extend(offsets.iter().map(|(tp, o)| (tp_key(tp), *o)));
+            let interval = Duration::from_millis(self.config.roll_interval_ms.unwrap_or(60_000));
+            let size = self.parquet.as_ref().map_or(0, |(_, f)| f.metadata().map_or(0, |m| m.len()));
+            let big = self.config.roll_size_bytes.is_some_and(|max| size >= max);
+            if big || self.opened_at.elapsed() >= interval || self.parquet.is_none() {
+                self.roll_parquet()?;
+            }
+            return Ok(());
+        }
         let path = self.current();
         let pending = std::mem::take(&mut self.pending);
         let Some(file) = &mut self.file else {
@@ -341,6 +405,45 @@ impl SinkTask for FileSinkTask {
         self.save_state()?;
         if self.rolling() {
             self.maybe_roll()?;
+        }
+        Ok(())
+    }
+
+    /// A Parquet sink's last roll: what it wrote becomes visible.
+    async fn stop(&mut self) -> Result<()> {
+        if self.is_parquet() && self.file.is_some() {
+            self.roll_parquet()?;
+        }
+        Ok(())
+    }
+}
+
+impl FileSinkTask {
+    fn put_parquet(&mut self, records: Vec<SinkRecord>) -> Result<()> {
+        for r in records {
+            if r.record.value.is_null() {
+                continue;
+            }
+            if self.parquet.is_none() {
+                let inprogress = self.rolled_names(self.state.seq).1;
+                let file = File::create(&inprogress).map_err(|e| self.io(&inprogress, e))?;
+                let handle = file.try_clone().map_err(|e| self.io(&inprogress, e))?;
+                let schema = super::parquet::schema_of(&r.record.value);
+                let writer = super::parquet::ParquetFile::create(file, schema)
+                    .map_err(|e| Error::connector(&self.connector, format!("{}: {e}", inprogress.display())))?;
+                self.parquet = Some((writer, handle));
+            }
+            if let Some((writer, _)) = &mut self.parquet
+                && let Err(reason) = writer.push(r.record.value)
+            {
+                return Err(Error::Record {
+                    stage: "task".into(),
+                    topic: r.record.topic,
+                    partition: r.partition,
+                    offset: r.offset,
+                    reason,
+                });
+            }
         }
         Ok(())
     }

@@ -281,7 +281,8 @@ impl FileSourceTask {
     fn emit(&self, t: &mut Tailed, line: &[u8], next: u64, out: &mut Vec<SourceRecord>) {
         let text = String::from_utf8_lossy(line);
         let (value, failure) = match self.config.format {
-            Format::Lines => (Value::String(text.into_owned()), None),
+            // (A source never has `parquet`: `configure` refuses it.)
+            Format::Lines | Format::Parquet => (Value::String(text.into_owned()), None),
             Format::Json => match Value::parse_json(line) {
                 Ok(v) => (v, None),
                 Err(e) => (

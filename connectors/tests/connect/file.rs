@@ -268,3 +268,70 @@ async fn transforms_key_and_route_the_records_of_a_source() {
     assert_eq!(keys, [&b"ada"[..], b"bob"]);
     assert_eq!(records[0].value.as_deref(), Some(&br#"{"payer":"ada","amount":12}"#[..]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parquet_files_read_back_with_the_same_rows() {
+    use arrow_array::{Array, Float64Array, Int64Array, StringArray};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    let mut connect = Connect::new();
+    let dir = tempfile::tempdir().expect("tmp");
+    let producer = EmbeddedProducer::new(connect.log.clone(), ProducerConfig::default()).expect("producer");
+    let produce = |from: i64, to: i64| {
+        let producer = &producer;
+        async move {
+            for i in from..to {
+                let v = format!(r#"{{"n":{i},"name":"row {i}","amount":{i}.5}}"#);
+                producer.send("rows", Record::new(v)).await.expect("ack");
+            }
+        }
+    };
+    produce(0, 600).await;
+    let out = dir.path().join("rows.parquet");
+    let config = sink("pq", &out, "rows", r#", "format": "parquet", "roll.interval.ms": "200""#);
+    connect.start(&config).await;
+    until("600 rows given to the sink", || connect.worker.records("pq") >= 600).await;
+    connect.worker.stop_all().await;
+    // A second run resumes after the rows the first one's files hold.
+    produce(600, 1000).await;
+    connect.restart_worker();
+    connect.start(&config).await;
+    until("the other 400 rows given to the sink", || connect.worker.records("pq") >= 400).await;
+    connect.worker.stop_all().await;
+
+    let mut names: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert!(names.iter().all(|n| !n.ends_with(".inprogress")), "no unfinished file left: {names:?}");
+    let mut rows = Vec::new();
+    for name in names.iter().filter(|n| n.starts_with("rows-") && n.ends_with(".parquet")) {
+        let file = std::fs::File::open(dir.path().join(name)).expect("open");
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file).expect("a parquet file").build().expect("reader");
+        for batch in reader {
+            let batch = batch.expect("batch");
+            let n = batch.column_by_name("n").expect("n").as_any().downcast_ref::<Int64Array>().expect("int64").clone();
+            let name = batch
+                .column_by_name("name")
+                .expect("name")
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .expect("utf8")
+                .clone();
+            let amount = batch
+                .column_by_name("amount")
+                .expect("amount")
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .expect("f64")
+                .clone();
+            for i in 0..batch.num_rows() {
+                rows.push((n.value(i), name.value(i).to_owned(), amount.value(i)));
+            }
+        }
+    }
+    let expected: Vec<(i64, String, f64)> = (0..1000).map(|i| (i, format!("row {i}"), i as f64 + 0.5)).collect();
+    assert_eq!(rows, expected);
+}
