@@ -3,6 +3,7 @@
 //! record that goes to the dead-letter topic while the rest flows on.
 
 mod file;
+mod pg;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
