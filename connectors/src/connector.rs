@@ -6,15 +6,20 @@
 //! `connector.class` gives:
 //!
 //! ```no_run
-//! use plexus_connectors::{Connector, ConnectorClass, ConnectorConfig, Result};
+//! use plexus_connectors::file::FileSource;
+//! use plexus_connectors::{Connector, ConnectorClass, ConnectorConfig, Error, Result};
 //!
+//! /// A file source that insists on JSON lines.
 //! #[derive(Debug, serde::Deserialize)]
-//! struct MySource {}
+//! struct JsonLinesSource {}
 //!
-//! #[typetag::deserialize(name = "MySource")]
-//! impl ConnectorClass for MySource {
+//! #[typetag::deserialize(name = "JsonLinesSource")]
+//! impl ConnectorClass for JsonLinesSource {
 //!     fn configure(&self, config: &ConnectorConfig) -> Result<Connector> {
-//!         unimplemented!("parse config.config, return Connector::Source(…)")
+//!         if config.get("format") != Some("json") {
+//!             return Err(Error::config(&config.name, "format", "must be json"));
+//!         }
+//!         FileSource {}.configure(config)
 //!     }
 //! }
 //! ```

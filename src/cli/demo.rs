@@ -93,7 +93,7 @@ fn read_expected(path: &Path) -> anyhow::Result<std::collections::BTreeMap<Strin
     Ok(totals)
 }
 
-fn config(text: &str, file: &Path) -> anyhow::Result<ConnectorConfig> {
+fn connector_config(text: &str, file: &Path) -> anyhow::Result<ConnectorConfig> {
     let mut config = ConnectorConfig::from_json(text).map_err(anyhow::Error::msg)?;
     config.config.insert("file".into(), file.to_string_lossy().into_owned());
     Ok(config)
@@ -112,7 +112,7 @@ async fn demo(
     let worker = Worker::new(Arc::new(EmbeddedClients::new(log.clone())));
     let output = dir.join("payment-totals.jsonl");
     let started = Instant::now();
-    worker.start(config(SOURCE, input)?).await?;
+    worker.start(connector_config(SOURCE, input)?).await?;
     println!("2. FileSource reads {} into the topic payments", input.display());
 
     let state = dir.join("state");
@@ -125,7 +125,7 @@ async fn demo(
     let mut streams = Streams::new(topology::build()?, config, EmbeddedClients::new(log.clone()))?;
     streams.start()?;
     println!("3. The topology keeps the total per payer and per payer and minute (RocksDB in {})", state.display());
-    worker.start(config_sink(&output)?).await?;
+    worker.start(connector_config(SINK, &output)?).await?;
     println!("4. FileSink writes the totals topic to {}", output.display());
 
     let bar = std::io::stderr().is_terminal().then(|| {
@@ -201,8 +201,4 @@ async fn demo(
         dir.join("log").display()
     );
     Ok(())
-}
-
-fn config_sink(output: &Path) -> anyhow::Result<ConnectorConfig> {
-    config(SINK, output)
 }

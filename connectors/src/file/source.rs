@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use memchr::memchr;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
@@ -363,12 +364,6 @@ impl SourceTask for FileSourceTask {
         }
         Ok(out)
     }
-}
-
-/// The first newline in `bytes`. (A byte loop the compiler vectorizes;
-/// not worth the `memchr` crate for one call site.)
-fn memchr(needle: u8, bytes: &[u8]) -> Option<usize> {
-    bytes.iter().position(|&b| b == needle)
 }
 
 /// A file with inode `ino` in `path`'s directory (where rotation renamed it).

@@ -136,9 +136,14 @@ impl Sink<'_> {
             }
         }
         let n = batch.len() as u64;
-        let mut retry = Retry::new(self.ctx);
-        while let Err(e) = task.put(batch.clone()).await {
-            retry.wait("put", e).await?;
+        if self.ctx.common.retry_timeout.is_none() {
+            task.put(batch).await?;
+        } else {
+            // A retry needs the batch again: copied only when retries are on.
+            let mut retry = Retry::new(self.ctx);
+            while let Err(e) = task.put(batch.clone()).await {
+                retry.wait("put", e).await?;
+            }
         }
         self.ctx.shared.metrics.records.fetch_add(n, Ordering::Relaxed);
         Ok(())
