@@ -34,7 +34,7 @@ use serde_json::Value as Json;
 
 use crate::config::ConnectorConfig;
 use crate::error::{Error, Result};
-use crate::record::{SinkRecord, SourceRecord};
+use crate::record::{Rejected, SinkRecord, SourceRecord};
 
 /// A connector class: turns a config into a [`Connector`], refusing keys
 /// it does not know and values it cannot use.
@@ -53,6 +53,10 @@ const ALIASES: &[(&str, &str)] = &[
     ("FileStreamSinkConnector", "FileSink"),
     ("FileSourceConnector", "FileSource"),
     ("FileSinkConnector", "FileSink"),
+    ("JdbcSourceConnector", "PostgresSource"),
+    ("JdbcSinkConnector", "PostgresSink"),
+    ("PostgresSourceConnector", "PostgresSource"),
+    ("PostgresSinkConnector", "PostgresSink"),
 ];
 
 /// The class `connector.class` names, from the registry.
@@ -168,7 +172,10 @@ pub trait SinkTask: Send {
     async fn open(&mut self, partitions: &[TopicPartition]) -> Result<BTreeMap<TopicPartition, i64>>;
 
     /// Takes records (it may buffer them until [`SinkTask::flush`]).
-    async fn put(&mut self, records: Vec<SinkRecord>) -> Result<()>;
+    /// A record it cannot write (a value that does not fit its column)
+    /// comes back [`Rejected`], for the error handler; an `Err` is a
+    /// failure of the task (its target is unreachable) and stops it.
+    async fn put(&mut self, records: Vec<SinkRecord>) -> Result<Vec<Rejected>>;
 
     /// Makes everything put so far durable; `offsets` are the next offsets
     /// to read per partition once it is. After it returns, the worker

@@ -5,9 +5,14 @@
 //! system of our own, so that a row read from PostgreSQL, a record decoded
 //! from JSON with an embedded schema and a Parquet column agree on types.
 //! Kafka Connect's logical types map onto Arrow's own: `Timestamp` →
-//! `Timestamp(Microsecond, "UTC")` (microseconds, PostgreSQL's precision),
-//! `Date` → `Date32`, `Time` → `Time64(Microsecond)`, `Decimal` →
-//! `Decimal128`.
+//! `Timestamp(Millisecond, "UTC")`, `Date` → `Date32`, `Time` →
+//! `Time32(Millisecond)`, `Decimal` → `Decimal128` (its precision in
+//! Confluent's `connect.decimal.precision`). Microsecond types — what
+//! PostgreSQL keeps — take Debezium's names so that nothing is lost:
+//! `Timestamp(Microsecond, None)` is `io.debezium.time.MicroTimestamp`,
+//! with a zone `io.debezium.time.ZonedTimestamp`, `Time64` is
+//! `io.debezium.time.MicroTime`. Values themselves are always in
+//! microseconds.
 //!
 //! [`Value::to_json`] / [`Value::from_json`] are the schemaless JSON
 //! mapping; [`schema_to_json`] / [`schema_from_json`] the schema half of
@@ -239,7 +244,12 @@ impl Value {
     pub fn to_json_typed(&self, schema: &DataType) -> Json {
         match (self, schema) {
             (Self::Date(d), _) => json!(d),
+            (Self::Time(us), DataType::Time64(_)) => json!(us),
             (Self::Time(us), _) => json!(us.div_euclid(1000)),
+            (Self::Timestamp(us), DataType::Timestamp(TimeUnit::Microsecond | TimeUnit::Nanosecond, None)) => json!(us),
+            (Self::Timestamp(us), DataType::Timestamp(TimeUnit::Microsecond | TimeUnit::Nanosecond, Some(_))) => {
+                Json::String(timestamp_text(*us))
+            }
             (Self::Decimal { unscaled, .. }, _) => {
                 Json::String(base64::engine::general_purpose::STANDARD.encode(unscaled_bytes(*unscaled)))
             }
@@ -353,9 +363,11 @@ pub fn infer_schema(value: &Value) -> DataType {
     }
 }
 
-/// Kafka Connect's `Timestamp` as this crate types it.
+/// Kafka Connect's `Timestamp` (milliseconds, UTC) as this crate types it.
+/// Values are microseconds whatever the schema's unit; the unit says how
+/// they are encoded in JSON (see [`schema_to_json`]).
 pub fn timestamp_type() -> DataType {
-    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
 }
 
 fn map_type(key: DataType, value: DataType) -> DataType {
@@ -367,6 +379,14 @@ const LOGICAL_TIMESTAMP: &str = "org.apache.kafka.connect.data.Timestamp";
 const LOGICAL_DATE: &str = "org.apache.kafka.connect.data.Date";
 const LOGICAL_TIME: &str = "org.apache.kafka.connect.data.Time";
 const LOGICAL_DECIMAL: &str = "org.apache.kafka.connect.data.Decimal";
+/// Debezium's names for microsecond precision, which Kafka's own logical
+/// types (milliseconds) would lose: PostgreSQL's `timestamp`, `timestamptz`
+/// and `time` go through a topic and back unchanged.
+const MICRO_TIMESTAMP: &str = "io.debezium.time.MicroTimestamp";
+const ZONED_TIMESTAMP: &str = "io.debezium.time.ZonedTimestamp";
+const MICRO_TIME: &str = "io.debezium.time.MicroTime";
+/// The parameter Confluent's converters keep a decimal's precision in.
+const DECIMAL_PRECISION: &str = "connect.decimal.precision";
 
 /// The schema half of Kafka Connect's JSON envelope for `schema`.
 pub fn schema_to_json(schema: &DataType, optional: bool) -> Json {
@@ -379,12 +399,18 @@ pub fn schema_to_json(schema: &DataType, optional: bool) -> Json {
         DataType::Float32 => ("float", Map::new()),
         DataType::Float64 => ("double", Map::new()),
         DataType::Binary | DataType::LargeBinary => ("bytes", Map::new()),
-        DataType::Timestamp(..) => ("int64", named(LOGICAL_TIMESTAMP)),
+        DataType::Timestamp(TimeUnit::Millisecond | TimeUnit::Second, _) => ("int64", named(LOGICAL_TIMESTAMP)),
+        DataType::Timestamp(_, None) => ("int64", named(MICRO_TIMESTAMP)),
+        DataType::Timestamp(_, Some(_)) => ("string", named(ZONED_TIMESTAMP)),
         DataType::Date32 | DataType::Date64 => ("int32", named(LOGICAL_DATE)),
-        DataType::Time32(_) | DataType::Time64(_) => ("int32", named(LOGICAL_TIME)),
-        DataType::Decimal128(_, scale) => {
+        DataType::Time32(_) => ("int32", named(LOGICAL_TIME)),
+        DataType::Time64(_) => ("int64", named(MICRO_TIME)),
+        DataType::Decimal128(precision, scale) => {
             let mut m = named(LOGICAL_DECIMAL);
-            m.insert("parameters".into(), json!({ "scale": scale.to_string() }));
+            m.insert(
+                "parameters".into(),
+                json!({ "scale": scale.to_string(), DECIMAL_PRECISION: precision.to_string() }),
+            );
             ("bytes", m)
         }
         DataType::List(item) | DataType::LargeList(item) => (
@@ -436,16 +462,20 @@ pub fn schema_from_json(json: &Json) -> Result<(DataType, bool), String> {
     let kind = m.get("type").and_then(Json::as_str).ok_or("a schema needs a \"type\"")?;
     let t = match (kind, name) {
         ("int64", Some(LOGICAL_TIMESTAMP)) => timestamp_type(),
+        ("int64", Some(MICRO_TIMESTAMP)) => DataType::Timestamp(TimeUnit::Microsecond, None),
+        ("string", Some(ZONED_TIMESTAMP)) => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
         ("int32", Some(LOGICAL_DATE)) => DataType::Date32,
-        ("int32" | "int64", Some(LOGICAL_TIME)) => DataType::Time64(TimeUnit::Microsecond),
+        ("int32", Some(LOGICAL_TIME)) => DataType::Time32(TimeUnit::Millisecond),
+        ("int64", Some(MICRO_TIME)) => DataType::Time64(TimeUnit::Microsecond),
         ("bytes", Some(LOGICAL_DECIMAL)) => {
-            let scale = m
-                .get("parameters")
-                .and_then(|p| p.get("scale"))
-                .and_then(|s| s.as_str().map(str::to_owned).or_else(|| s.as_i64().map(|n| n.to_string())))
-                .and_then(|s| s.parse::<i8>().ok())
-                .unwrap_or(0);
-            DataType::Decimal128(38, scale)
+            let parameter = |key: &str| {
+                m.get("parameters")
+                    .and_then(|p| p.get(key))
+                    .and_then(|s| s.as_str().map(str::to_owned).or_else(|| s.as_i64().map(|n| n.to_string())))
+            };
+            let scale = parameter("scale").and_then(|s| s.parse::<i8>().ok()).unwrap_or(0);
+            let precision = parameter(DECIMAL_PRECISION).and_then(|s| s.parse::<u8>().ok()).unwrap_or(38);
+            DataType::Decimal128(precision.clamp(1, 38), scale)
         }
         ("boolean", _) => DataType::Boolean,
         ("int8", _) => DataType::Int8,
@@ -508,11 +538,20 @@ fn from_typed(json: Json, schema: &DataType, path: &str) -> Result<Value, String
                 base64::engine::general_purpose::STANDARD.decode(s).map_err(|e| at(&format!("base64 ({e})"), &json))?;
             Value::Bytes(Bytes::from(b))
         }
+        DataType::Timestamp(TimeUnit::Microsecond | TimeUnit::Nanosecond, _) => match &json {
+            Json::String(s) => Value::Timestamp(
+                chrono::DateTime::parse_from_rfc3339(s)
+                    .map_err(|e| at(&format!("an ISO-8601 timestamp ({e})"), &json))?
+                    .timestamp_micros(),
+            ),
+            _ => Value::Timestamp(int(&json)?),
+        },
         DataType::Timestamp(..) => Value::Timestamp(int(&json)?.saturating_mul(1000)),
         DataType::Date32 | DataType::Date64 => {
             Value::Date(i32::try_from(int(&json)?).map_err(|_| at("a day number", &json))?)
         }
-        DataType::Time32(_) | DataType::Time64(_) => Value::Time(int(&json)?.saturating_mul(1000)),
+        DataType::Time64(_) => Value::Time(int(&json)?),
+        DataType::Time32(_) => Value::Time(int(&json)?.saturating_mul(1000)),
         DataType::Decimal128(_, scale) => match &json {
             Json::String(s) => {
                 let b = base64::engine::general_purpose::STANDARD
@@ -692,6 +731,30 @@ mod tests {
         assert_eq!(payload["at"], json!(1_700_000_000_123_i64));
         let decoded = Value::from_json_typed(payload, &back).expect("payload");
         assert_eq!(decoded, value);
+    }
+
+    #[test]
+    fn microseconds_survive_the_envelope() {
+        let schema = DataType::Struct(
+            vec![
+                Field::new("at", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+                Field::new("zoned", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
+                Field::new("time", DataType::Time64(TimeUnit::Microsecond), true),
+                Field::new("price", DataType::Decimal128(12, 2), true),
+            ]
+            .into(),
+        );
+        let value = Value::Struct(vec![
+            ("at".into(), Value::Timestamp(1_700_000_000_123_456)),
+            ("zoned".into(), Value::Timestamp(1_700_000_000_123_456)),
+            ("time".into(), Value::Time(3_600_000_001)),
+            ("price".into(), Value::Decimal { unscaled: 1999, scale: 2 }),
+        ]);
+        let (back, _) = schema_from_json(&schema_to_json(&schema, false)).expect("schema");
+        assert_eq!(back, schema);
+        let payload = value.to_json_typed(&back);
+        assert_eq!(payload["zoned"], json!("2023-11-14T22:13:20.123456Z"));
+        assert_eq!(Value::from_json_typed(payload, &back).expect("payload"), value);
     }
 
     #[test]

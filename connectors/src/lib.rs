@@ -12,7 +12,8 @@
 //! single message [`transforms`]; records that fail follow
 //! `errors.tolerance`, to a dead-letter topic if one is set.
 //!
-//! Built-in classes: [`file`] (`FileSource`, `FileSink`).
+//! Built-in classes: [`file`] (`FileSource`, `FileSink`) and [`postgres`]
+//! (`PostgresSource`, `PostgresSink`).
 //!
 //! ```no_run
 //! # async fn run() -> plexus_connectors::Result<()> {
@@ -37,6 +38,7 @@ pub mod data;
 mod error;
 pub mod file;
 pub mod offsets;
+pub mod postgres;
 pub mod record;
 pub mod transforms;
 pub mod worker;
@@ -44,8 +46,8 @@ pub mod worker;
 pub use config::{CommonConfig, ConnectorConfig};
 pub use connector::{Connector, ConnectorClass, SinkConnector, SinkTask, SourceConnector, SourceTask};
 pub use error::{Error, Result};
-pub use record::{ConnectRecord, SinkRecord, SourceRecord};
+pub use record::{ConnectRecord, Rejected, SinkRecord, SourceRecord};
 pub use worker::{ConnectorStatus, State, Worker};
 
 /// The connector classes this crate registers (`connector.class`).
-pub const CLASSES: &[&str] = &["FileSource", "FileSink"];
+pub const CLASSES: &[&str] = &["FileSource", "FileSink", "PostgresSource", "PostgresSink"];

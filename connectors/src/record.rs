@@ -101,3 +101,29 @@ pub struct SinkRecord {
     /// Its offset there.
     pub offset: i64,
 }
+
+/// A record a sink task could not write, and why: the worker hands it to
+/// the error handler (`errors.tolerance`, the dead-letter topic).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// The topic it was read from.
+    pub topic: String,
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
+    /// Why, naming the field or column.
+    pub reason: String,
+}
+
+impl Rejected {
+    /// `record` was rejected for `reason`.
+    pub fn new(record: &SinkRecord, reason: impl Into<String>) -> Self {
+        Self {
+            topic: record.record.topic.clone(),
+            partition: record.partition,
+            offset: record.offset,
+            reason: reason.into(),
+        }
+    }
+}

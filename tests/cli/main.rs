@@ -159,3 +159,5 @@ fn a_second_process_is_told_who_holds_the_data_directory() {
 }
 
 mod connect;
+#[path = "../../connectors/tests/connect/pg.rs"]
+mod pg;

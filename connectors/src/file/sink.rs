@@ -34,7 +34,7 @@ use super::Format;
 use crate::connector::{SinkConnector, SinkTask};
 use crate::data::Value;
 use crate::error::{Error, Result};
-use crate::record::SinkRecord;
+use crate::record::{Rejected, SinkRecord};
 
 /// `FileSink`'s own keys.
 #[derive(Debug, Clone, Deserialize)]
@@ -350,22 +350,18 @@ impl SinkTask for FileSinkTask {
         Ok(partitions.iter().filter_map(|tp| self.state.offsets.get(&tp_key(tp)).map(|o| (tp.clone(), *o))).collect())
     }
 
-    async fn put(&mut self, records: Vec<SinkRecord>) -> Result<()> {
+    async fn put(&mut self, records: Vec<SinkRecord>) -> Result<Vec<Rejected>> {
         if self.is_parquet() {
-            return self.put_parquet(records);
+            self.put_parquet(records)?;
+            return Ok(Vec::new());
         }
+        let mut rejected = Vec::new();
         for r in &records {
             if r.record.value.is_null() {
                 continue; // a tombstone has no line
             }
             if let Err(reason) = self.format(&r.record.value) {
-                return Err(Error::Record {
-                    stage: "task".into(),
-                    topic: r.record.topic.clone(),
-                    partition: r.partition,
-                    offset: r.offset,
-                    reason,
-                });
+                rejected.push(Rejected::new(r, reason));
             }
         }
         if self.pending.len() >= 1 << 20 {
@@ -375,7 +371,7 @@ impl SinkTask for FileSinkTask {
                 f.write_all(&pending).map_err(|e| Error::Io { connector: self.connector.clone(), path, source: e })?;
             }
         }
-        Ok(())
+        Ok(rejected)
     }
 
     async fn flush(&mut self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()> {

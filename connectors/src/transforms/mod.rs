@@ -21,8 +21,10 @@ mod timestamp;
 
 use std::collections::BTreeMap;
 
+use arrow_schema::{DataType, Field};
 use regex::Regex;
 
+use crate::data::{Value, infer_schema};
 use crate::record::ConnectRecord;
 use fields::{FieldTransform, Side};
 
@@ -88,18 +90,19 @@ impl TransformStage {
                     Side::Key => {
                         let key = std::mem::take(&mut record.key);
                         let (key, _) = t.apply(key, &record).map_err(|e| format!("{name}: {e}"))?;
+                        record.key_schema = retype(record.key_schema.as_ref(), &key);
                         record.key = key;
-                        record.key_schema = None;
                     }
                     Side::Value => {
                         let value = std::mem::take(&mut record.value);
                         let (value, new_key) = t.apply(value, &record).map_err(|e| format!("{name}: {e}"))?;
-                        record.value = value;
-                        record.value_schema = None;
                         if let Some(k) = new_key {
+                            // ValueToKey: the key's fields keep the value's types.
+                            record.key_schema = retype(record.value_schema.as_ref(), &k);
                             record.key = k;
-                            record.key_schema = None;
                         }
+                        record.value_schema = retype(record.value_schema.as_ref(), &value);
+                        record.value = value;
                     }
                 }
                 Ok(Some(record))
@@ -227,3 +230,43 @@ fn full_match(pattern: &str) -> Result<Regex, String> {
 
 #[cfg(test)]
 mod tests;
+
+/// The schema of a transformed value: the fields it still has keep their
+/// types from `old` where the value still fits them (so a row keeps its
+/// decimals and timestamps through `ReplaceField`, `ValueToKey`, …); new or
+/// changed fields (`Cast`, `InsertField`) get the type their values show;
+/// `None` (inferred when written) for anything else.
+fn retype(old: Option<&DataType>, value: &Value) -> Option<DataType> {
+    let old = old?;
+    match (old, value) {
+        (DataType::Struct(defs), Value::Struct(fields)) => Some(DataType::Struct(
+            fields
+                .iter()
+                .map(|(name, v)| match defs.iter().find(|f| f.name() == name) {
+                    Some(f) => match retype(Some(f.data_type()), v) {
+                        Some(t) => Field::new(name, t, f.is_nullable() || v.is_null()),
+                        None => Field::new(name, infer_schema(v), true),
+                    },
+                    None => Field::new(name, infer_schema(v), true),
+                })
+                .collect::<Vec<_>>()
+                .into(),
+        )),
+        (t, v) if fits(v, t) => Some(t.clone()),
+        _ => None,
+    }
+}
+
+/// Whether `value` is of a kind `t` describes.
+fn fits(value: &Value, t: &DataType) -> bool {
+    use std::mem::discriminant;
+    match (value, t) {
+        (Value::Null, _) => true,
+        (Value::Timestamp(_), DataType::Timestamp(..))
+        | (Value::Time(_), DataType::Time32(_) | DataType::Time64(_))
+        | (Value::Array(_), DataType::List(_))
+        | (Value::Map(_), DataType::Map(..)) => true,
+        (Value::Decimal { scale, .. }, DataType::Decimal128(_, s)) => scale == s,
+        (v, t) => discriminant(&infer_schema(v)) == discriminant(t),
+    }
+}

@@ -126,26 +126,47 @@ impl Sink<'_> {
         Ok(())
     }
 
-    /// Converts and transforms a batch and gives it to the task.
+    /// Converts and transforms a batch and gives it to the task; what the
+    /// task rejects goes to the error handler.
     async fn put(&mut self, records: Vec<ConsumerRecord>, task: &mut dyn SinkTask) -> Result<()> {
         let mut batch = Vec::with_capacity(records.len());
-        for r in records {
+        for r in &records {
             self.positions.insert(TopicPartition::new(r.topic.clone(), r.partition), r.offset + 1);
-            if let Some(record) = self.convert(&r).await? {
+            if let Some(record) = self.convert(r).await? {
                 batch.push(SinkRecord { record, partition: r.partition, offset: r.offset });
             }
         }
         let n = batch.len() as u64;
-        if self.ctx.common.retry_timeout.is_none() {
-            task.put(batch).await?;
+        let rejected = if self.ctx.common.retry_timeout.is_none() {
+            task.put(batch).await?
         } else {
             // A retry needs the batch again: copied only when retries are on.
             let mut retry = Retry::new(self.ctx);
-            while let Err(e) = task.put(batch.clone()).await {
-                retry.wait("put", e).await?;
+            loop {
+                match task.put(batch.clone()).await {
+                    Ok(rejected) => break rejected,
+                    Err(e) => retry.wait("put", e).await?,
+                }
             }
+        };
+        for reject in &rejected {
+            let Some(r) = records
+                .iter()
+                .find(|r| r.offset == reject.offset && r.partition == reject.partition && r.topic == reject.topic)
+            else {
+                continue;
+            };
+            let origin = Origin {
+                topic: &r.topic,
+                partition: r.partition,
+                offset: r.offset,
+                key: r.key.clone(),
+                value: r.value.clone(),
+                headers: &r.headers,
+            };
+            tolerate(self.ctx, self.dead_letters.as_deref(), origin, "task", &reject.reason).await?;
         }
-        self.ctx.shared.metrics.records.fetch_add(n, Ordering::Relaxed);
+        self.ctx.shared.metrics.records.fetch_add(n.saturating_sub(rejected.len() as u64), Ordering::Relaxed);
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 
 mod file;
 mod pg;
+mod postgres;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -104,7 +104,9 @@ impl Embedded {
         consumer.assign(&[TopicPartition::new(topic, 0)]).await.expect("assign");
         consumer.seek(&TopicPartition::new(topic, 0), SeekTo::Beginning).await.expect("seek");
         let mut out = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
         while (out.len() as i64) < end {
+            assert!(Instant::now() < deadline, "read only {} of the {end} records of {topic}", out.len());
             for r in consumer.poll(Duration::from_millis(100)).await.expect("poll") {
                 let k = StringSerde.deserialize(r.key.as_deref()).expect("key");
                 out.push((k, StringSerde.deserialize(r.value.as_deref()).expect("value")));

@@ -1,0 +1,206 @@
+//! The PostgreSQL connectors (sqlx): [`source`] reads tables by query
+//! (the Confluent JDBC source's modes and keys), [`sink`] writes topics
+//! to tables (insert, upsert, update, delete; exactly once).
+//!
+//! Shared here: the connection keys (`connection.url`, a `postgres://`
+//! URL, with `connection.user` and `connection.password` overriding what
+//! it says), table names, and the catalog lookups both need. Types and
+//! their mapping to the Arrow-typed record schema are in [`types`].
+
+pub mod sink;
+pub mod source;
+pub mod types;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{Connection, Row};
+
+use crate::config::ConnectorConfig;
+use crate::connector::{Connector, ConnectorClass};
+use crate::error::{Error, Result};
+use types::Kind;
+
+/// How long connecting may take before the connector says the database
+/// is unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `connector.class=PostgresSource` (also the Confluent JDBC source's
+/// `JdbcSourceConnector`).
+#[derive(Debug, Deserialize)]
+pub struct PostgresSource {}
+
+#[typetag::deserialize(name = "PostgresSource")]
+impl ConnectorClass for PostgresSource {
+    fn configure(&self, config: &ConnectorConfig) -> Result<Connector> {
+        let c: source::PostgresSourceConfig = crate::config::class_config(config)?;
+        Ok(Connector::Source(Box::new(source::PostgresSourceConnector::new(&config.name, c)?)))
+    }
+}
+
+/// `connector.class=PostgresSink` (also the Confluent JDBC sink's
+/// `JdbcSinkConnector`).
+#[derive(Debug, Deserialize)]
+pub struct PostgresSink {}
+
+#[typetag::deserialize(name = "PostgresSink")]
+impl ConnectorClass for PostgresSink {
+    fn configure(&self, config: &ConnectorConfig) -> Result<Connector> {
+        let c: sink::PostgresSinkConfig = crate::config::class_config(config)?;
+        Ok(Connector::Sink(Box::new(sink::PostgresSinkConnector::new(&config.name, c)?)))
+    }
+}
+
+/// Where to connect: `connection.url`, `connection.user`, `connection.password`.
+#[derive(Debug, Clone)]
+pub(crate) struct Database {
+    connector: String,
+    options: PgConnectOptions,
+    /// The URL with any password hidden, for messages.
+    shown: String,
+}
+
+impl Database {
+    /// Parses the connection keys.
+    pub(crate) fn new(connector: &str, url: &str, user: Option<&str>, password: Option<&str>) -> Result<Self> {
+        let usage = "use postgres://user:password@host:port/database";
+        let stripped = url.strip_prefix("jdbc:").unwrap_or(url);
+        let stripped = stripped.replacen("postgresql://", "postgres://", 1);
+        if !stripped.starts_with("postgres://") {
+            return Err(Error::config(
+                connector,
+                "connection.url",
+                format!("{url:?} is not a PostgreSQL URL; {usage}"),
+            ));
+        }
+        let mut options = PgConnectOptions::from_str(&stripped)
+            .map_err(|e| Error::config(connector, "connection.url", format!("{url:?}: {e}; {usage}")))?;
+        if let Some(user) = user.filter(|u| !u.is_empty()) {
+            options = options.username(user);
+        }
+        if let Some(password) = password.filter(|p| !p.is_empty()) {
+            options = options.password(password);
+        }
+        options = options.application_name(&format!("plexus-connect-{connector}"));
+        let shown = match (stripped.find("://"), stripped.rfind('@')) {
+            (Some(scheme), Some(at)) if stripped[scheme + 3..at].contains(':') => {
+                let user_end = scheme + 3 + stripped[scheme + 3..at].find(':').unwrap_or(0);
+                format!("{}:****{}", &stripped[..user_end], &stripped[at..])
+            }
+            _ => stripped,
+        };
+        Ok(Self { connector: connector.to_owned(), options, shown })
+    }
+
+    /// A connection, or the error that says the database is unreachable.
+    pub(crate) async fn connect(&self) -> Result<PgConnection> {
+        match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&self.options)).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(Error::config(
+                &self.connector,
+                "connection.url",
+                format!(
+                    "cannot connect to {}: {e}; check that the server runs and the URL, user and password",
+                    self.shown
+                ),
+            )),
+            Err(_) => Err(Error::config(
+                &self.connector,
+                "connection.url",
+                format!("{} did not answer in {CONNECT_TIMEOUT:?}; check the host and port", self.shown),
+            )),
+        }
+    }
+
+    /// A database error as this connector's error.
+    pub(crate) fn error(&self, doing: &str, e: &sqlx::Error) -> Error {
+        Error::connector(&self.connector, format!("{doing}: {e}"))
+    }
+}
+
+/// A table, `schema.table` or `table` (the search path's).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Table {
+    pub(crate) schema: Option<String>,
+    pub(crate) name: String,
+}
+
+impl Table {
+    /// Parses `schema.table`, `table`, or either quoted.
+    pub(crate) fn parse(text: &str) -> Self {
+        let unquote = |s: &str| s.trim().trim_matches('"').to_owned();
+        match text.split_once('.') {
+            Some((schema, name)) => Self { schema: Some(unquote(schema)), name: unquote(name) },
+            None => Self { schema: None, name: unquote(text) },
+        }
+    }
+
+    /// Quoted for SQL.
+    pub(crate) fn quoted(&self) -> String {
+        match &self.schema {
+            Some(s) => format!("{}.{}", quote(s), quote(&self.name)),
+            None => quote(&self.name),
+        }
+    }
+}
+
+impl std::fmt::Display for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.schema {
+            Some(s) => write!(f, "{s}.{}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+/// An identifier quoted for SQL.
+pub(crate) fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+/// A table's column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Column {
+    pub(crate) name: String,
+    pub(crate) kind: Kind,
+    pub(crate) nullable: bool,
+}
+
+/// A table's columns in order, or `None` if it does not exist.
+pub(crate) async fn columns(conn: &mut PgConnection, table: &Table) -> sqlx::Result<Option<Vec<Column>>> {
+    let oid: Option<i64> =
+        sqlx::query_scalar("SELECT to_regclass($1)::oid::int8").bind(table.quoted()).fetch_one(&mut *conn).await?;
+    let Some(oid) = oid else { return Ok(None) };
+    let rows = sqlx::query(
+        "SELECT a.attname::text, t.typname::text, a.atttypmod, a.attnotnull \
+         FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+         WHERE a.attrelid = $1::int8::oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+    )
+    .bind(oid)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(Some(
+        rows.iter()
+            .map(|r| Column {
+                name: r.get(0),
+                kind: Kind::of(r.get::<&str, _>(1), r.get(2)),
+                nullable: !r.get::<bool, _>(3),
+            })
+            .collect(),
+    ))
+}
+
+/// A table's primary key columns in key order (empty: none).
+pub(crate) async fn primary_key(conn: &mut PgConnection, table: &Table) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT a.attname::text FROM pg_index i \
+         JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n) ON true \
+         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
+         WHERE i.indrelid = to_regclass($1) AND i.indisprimary ORDER BY k.n",
+    )
+    .bind(table.quoted())
+    .fetch_all(&mut *conn)
+    .await
+}

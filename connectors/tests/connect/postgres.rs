@@ -1,0 +1,269 @@
+//! The PostgreSQL connectors against a real server (the harness's own):
+//! a table through `PostgresSource` in each mode, a topic, and
+//! `PostgresSink` into another table, equal row for row; the sink's
+//! `auto.create`, `auto.evolve`, deletes and a value that does not fit
+//! its column.
+
+use std::time::{Duration, Instant};
+
+use plexus_core::Record;
+use plexus_core::client::{EmbeddedProducer, Producer, ProducerConfig};
+
+use super::Connect;
+use super::pg::Postgres;
+
+/// JSON with its schema: the types go through the topic unchanged.
+const TYPED: &str = r#", "key.converter.schemas.enable": "true", "value.converter.schemas.enable": "true""#;
+
+/// Every column type the mapping covers, and a row maker.
+const TYPES_TABLE: &str = "(id bigint PRIMARY KEY, name text, amount numeric(12,2), ratio double precision, \
+    small smallint, flag boolean, born date, at timestamptz, updated timestamp NOT NULL DEFAULT localtimestamp, \
+    tags text[], scores int[], doc jsonb, uid uuid, raw bytea)";
+
+fn insert_rows(pg: &Postgres, table: &str, ids: std::ops::Range<i64>) {
+    pg.psql(&format!(
+        "INSERT INTO {table} (id, name, amount, ratio, small, flag, born, at, tags, scores, doc, uid, raw) \
+         SELECT i, 'name ' || i || E'\\ttab \"q\" \\\\', (i * 1.25)::numeric(12,2), i / 3.0, (i % 100)::smallint, \
+         i % 2 = 0, date '2024-01-01' + (i % 400)::int, timestamptz '2024-01-01 00:00:00+00' + i * interval '1 second', \
+         ARRAY['a' || i, NULL, 'b,c'], ARRAY[i::int, -1], jsonb_build_object('i', i, 'nested', jsonb_build_array(1, 'x')), \
+         md5(i::text)::uuid, decode(lpad(to_hex(i), 8, '0'), 'hex') \
+         FROM generate_series({}, {}) AS i",
+        ids.start,
+        ids.end - 1
+    ));
+}
+
+/// Each table as text, row by row, in key order.
+fn rows(pg: &Postgres, table: &str) -> String {
+    pg.psql(&format!(
+        "SELECT coalesce(string_agg(row(id, name, amount, ratio, small, flag, born, at, updated, tags, scores, \
+         doc::text, uid::text, raw)::text, E'\\n' ORDER BY id), '') FROM {table}"
+    ))
+}
+
+/// Waits until `target` equals `source` row for row.
+async fn until_equal(connect: &Connect, pg: &Postgres, source: &str, target: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (want, got) = (rows(pg, source), rows(pg, target));
+        if want == got {
+            return;
+        }
+        if Instant::now() > deadline {
+            let count = |t: &str| pg.psql(&format!("SELECT count(*) FROM {t}"));
+            let status: Vec<_> = connect.worker.connectors().iter().map(|c| connect.worker.status(c)).collect();
+            let first = want.lines().zip(got.lines()).find(|(a, b)| a != b);
+            panic!(
+                "{what}: {target} ({} rows) never equalled {source} ({} rows); first difference {first:?}; \
+                 the connectors: {status:?}",
+                count(target),
+                count(source)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn sink_config(name: &str, url: &str, topic: &str, table: &str) -> String {
+    format!(
+        r#"{{"name": "{name}", "config": {{"connector.class": "PostgresSink", "connection.url": "{url}",
+            "topics": "{topic}", "table.name.format": "{table}", "insert.mode": "upsert", "pk.mode": "record_key",
+            "delete.enabled": "true", "offset.flush.interval.ms": "50"{TYPED}}}}}"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_query_mode_copies_a_table_row_for_row_through_a_topic() {
+    let pg = Postgres::start();
+    let modes = [
+        ("bulk", ""),
+        ("incrementing", r#", "incrementing.column.name": "id""#),
+        ("timestamp", r#", "timestamp.column.name": "updated""#),
+        ("timestamp+incrementing", r#", "timestamp.column.name": "updated", "incrementing.column.name": "id""#),
+    ];
+    for (i, (mode, keys)) in modes.iter().enumerate() {
+        let (source, target) = (format!("src_{i}"), format!("dst_{i}"));
+        pg.psql(&format!("CREATE TABLE {source} {TYPES_TABLE}; CREATE TABLE {target} (LIKE {source} INCLUDING ALL)"));
+        insert_rows(&pg, &source, 0..700);
+        let mut connect = Connect::new();
+        let topic = format!("pg-{source}");
+        connect
+            .start(&format!(
+                r#"{{"name": "read-{i}", "config": {{"connector.class": "PostgresSource", "connection.url": "{url}",
+                    "mode": "{mode}", "table.whitelist": "{source}", "topic.prefix": "pg-", "poll.interval.ms": "100",
+                    "batch.max.rows": "250"{keys}{TYPED}}}}}"#,
+                url = pg.url
+            ))
+            .await;
+        connect.start(&sink_config(&format!("write-{i}"), &pg.url, &topic, &target)).await;
+        until_equal(&connect, &pg, &source, &target, mode).await;
+
+        // New rows, in every mode.
+        insert_rows(&pg, &source, 700..1000);
+        until_equal(&connect, &pg, &source, &target, &format!("{mode}: new rows")).await;
+
+        if mode.starts_with("timestamp") || *mode == "bulk" {
+            // Updated rows move their timestamp forward (updated rows are
+            // not seen by incrementing mode, by design).
+            pg.psql(&format!(
+                "UPDATE {source} SET name = 'renamed', updated = localtimestamp + interval '1 millisecond' WHERE id % 7 = 0"
+            ));
+            until_equal(&connect, &pg, &source, &target, &format!("{mode}: updates")).await;
+        }
+        if *mode == "bulk" {
+            // A deleted row's key gets a tombstone, and the sink deletes it.
+            pg.psql(&format!("DELETE FROM {source} WHERE id % 5 = 0"));
+            until_equal(&connect, &pg, &source, &target, "bulk: deletes").await;
+        }
+
+        // A restart resumes from the stored offsets: rows added while
+        // stopped arrive, none twice (the sink's insert would refuse a
+        // duplicate key... it upserts; the source offsets are checked by
+        // the count of records in the topic instead).
+        connect.worker.stop_all().await;
+        let before = connect.read(&topic).await.len();
+        insert_rows(&pg, &source, 1000..1100);
+        connect.restart_worker();
+        connect
+            .start(&format!(
+                r#"{{"name": "read-{i}", "config": {{"connector.class": "PostgresSource", "connection.url": "{url}",
+                    "mode": "{mode}", "table.whitelist": "{source}", "topic.prefix": "pg-", "poll.interval.ms": "100",
+                    "batch.max.rows": "250"{keys}{TYPED}}}}}"#,
+                url = pg.url
+            ))
+            .await;
+        connect.start(&sink_config(&format!("write-{i}"), &pg.url, &topic, &target)).await;
+        until_equal(&connect, &pg, &source, &target, &format!("{mode}: after a restart")).await;
+        if *mode != "bulk" {
+            let after = connect.read(&topic).await.len();
+            assert_eq!(after - before, 100, "{mode}: after a restart only the 100 new rows are read");
+        }
+        connect.worker.stop_all().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_query_is_read_with_its_own_where() {
+    let pg = Postgres::start();
+    pg.psql(&format!("CREATE TABLE orders {TYPES_TABLE}; CREATE TABLE big_orders (LIKE orders INCLUDING ALL)"));
+    insert_rows(&pg, "orders", 0..500);
+    pg.psql("CREATE VIEW wanted AS SELECT * FROM orders WHERE amount > 300");
+    let connect = Connect::new();
+    connect
+        .start(&format!(
+            r#"{{"name": "q", "config": {{"connector.class": "PostgresSource", "connection.url": "{}",
+                "mode": "incrementing", "incrementing.column.name": "id", "topic.prefix": "big-orders",
+                "query": "SELECT * FROM orders WHERE amount > 300", "poll.interval.ms": "100",
+                "transforms": "key", "transforms.key.type": "ValueToKey", "transforms.key.fields": "id"{TYPED}}}}}"#,
+            pg.url
+        ))
+        .await;
+    connect.start(&sink_config("w", &pg.url, "big-orders", "big_orders")).await;
+    until_equal(&connect, &pg, "wanted", "big_orders", "query mode").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sink_creates_evolves_deletes_and_rejects_what_does_not_fit() {
+    let pg = Postgres::start();
+    let connect = Connect::new();
+    connect.log.create_topic("people", 1, plexus_core::TopicConfig::default()).expect("topic");
+    let producer = EmbeddedProducer::new(connect.log.clone(), ProducerConfig::default()).expect("producer");
+    let send = |key: &str, value: Option<&str>| {
+        let record = match value {
+            Some(v) => Record::with_key(key.to_owned(), v.to_owned()),
+            None => Record { key: Some(key.to_owned().into()), value: None, headers: Vec::new(), timestamp: None },
+        };
+        producer.send("people", record)
+    };
+    // Schemaless JSON: the table's types come from the values.
+    for i in 0..100 {
+        send(&format!(r#"{{"id": {i}}}"#), Some(&format!(r#"{{"id": {i}, "name": "p{i}", "age": {}}}"#, 20 + i)))
+            .await
+            .expect("ack");
+    }
+    connect
+        .start(&format!(
+            r#"{{"name": "people", "config": {{"connector.class": "PostgresSink", "connection.url": "{}",
+                "topics": "people", "insert.mode": "upsert", "pk.mode": "record_key", "delete.enabled": "true",
+                "auto.create": "true", "auto.evolve": "true", "key.converter.schemas.enable": "false",
+                "value.converter.schemas.enable": "false", "errors.tolerance": "all",
+                "errors.deadletterqueue.topic.name": "people-dlq", "offset.flush.interval.ms": "50"}}}}"#,
+            pg.url
+        ))
+        .await;
+    let count = |sql: &str| pg.psql(sql);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count("SELECT count(*) FROM people").trim() != "100" {
+        assert!(Instant::now() < deadline, "the table was never filled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        pg.psql(
+            "SELECT string_agg(column_name || ' ' || data_type, ', ' ORDER BY ordinal_position) \
+             FROM information_schema.columns WHERE table_name = 'people'"
+        ),
+        "id bigint, name text, age bigint"
+    );
+    // A new field: a new column. A tombstone: a delete. A value that does
+    // not fit its column: the dead-letter topic, the rest written.
+    send(r#"{"id": 1}"#, Some(r#"{"id": 1, "name": "p1", "age": 21, "email": "p1@example.com"}"#)).await.expect("ack");
+    send(r#"{"id": 2}"#, None).await.expect("ack");
+    send(r#"{"id": 3}"#, Some(r#"{"id": 3, "name": "p3", "age": "old"}"#)).await.expect("ack");
+    send(r#"{"id": 100}"#, Some(r#"{"id": 100, "name": "p100", "age": 120}"#)).await.expect("ack");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count("SELECT count(*) FROM people").trim() != "100" || count("SELECT count(email) FROM people") != "1" {
+        assert!(Instant::now() < deadline, "the changes never arrived");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(pg.psql("SELECT email FROM people WHERE id = 1"), "p1@example.com");
+    assert_eq!(pg.psql("SELECT count(*) FROM people WHERE id = 2"), "0");
+    assert_eq!(pg.psql("SELECT age FROM people WHERE id = 3"), "23", "the rejected update left the row");
+    let dead = connect.read("people-dlq").await;
+    assert_eq!(dead.len(), 1);
+    let reason = dead[0]
+        .headers
+        .iter()
+        .find(|h| h.key == "__connect.errors.exception.message")
+        .map(|h| String::from_utf8_lossy(h.value.as_deref().unwrap_or_default()).into_owned())
+        .unwrap_or_default();
+    assert_eq!(reason, "column \"age\": string \"old\" cannot be written to a column of type bigint");
+    connect.worker.stop_all().await;
+}
+
+#[tokio::test]
+async fn bad_postgres_configs_are_refused_with_the_key_and_the_fix() {
+    let connect = Connect::new();
+    let cases = [
+        (
+            r#"{"name": "a", "config": {"connector.class": "PostgresSource", "connection.url": "mysql://x", "mode": "bulk"}}"#,
+            "connector \"a\": connection.url: \"mysql://x\" is not a PostgreSQL URL; use postgres://user:password@host:port/database",
+        ),
+        (
+            r#"{"name": "b", "config": {"connector.class": "JdbcSourceConnector", "connection.url": "postgres://localhost/x", "mode": "incrementing"}}"#,
+            "connector \"b\": incrementing.column.name: missing; this mode reads rows by it: name an integer column",
+        ),
+        (
+            r#"{"name": "c", "config": {"connector.class": "PostgresSource", "connection.url": "postgres://localhost/x", "mode": "sometimes"}}"#,
+            "connector \"c\": mode: unknown variant `sometimes`, expected one of `bulk`, `incrementing`, `timestamp`, `timestamp+incrementing`",
+        ),
+        (
+            r#"{"name": "d", "config": {"connector.class": "PostgresSink", "connection.url": "postgres://localhost/x", "topics": "t", "insert.mode": "upsert"}}"#,
+            "connector \"d\": pk.mode: none, but insert.mode upsert and update need a key; set pk.mode=record_key",
+        ),
+        (
+            r#"{"name": "e", "config": {"connector.class": "io.confluent.connect.jdbc.JdbcSinkConnector", "connection.url": "postgres://postgres@127.0.0.1:1/x", "topics": "t"}}"#,
+            "connector \"e\": connection.url: cannot connect to postgres://postgres@127.0.0.1:1/x:",
+        ),
+        (
+            r#"{"name": "f", "config": {"connector.class": "PostgresSink", "connection.url": "postgres://u:secret@127.0.0.1:1/x", "topics": "t"}}"#,
+            "connector \"f\": connection.url: cannot connect to postgres://u:****@127.0.0.1:1/x:",
+        ),
+    ];
+    for (json, want) in cases {
+        let config = plexus_connectors::ConnectorConfig::from_json(json).expect("json");
+        let err = connect.worker.start(config).await.expect_err(want).to_string();
+        assert!(err.starts_with(want), "got:  {err}\nwant: {want}");
+        assert!(!err.contains("secret"), "a password is never shown: {err}");
+        assert!(!err.contains('\n'), "one line: {err}");
+    }
+}
