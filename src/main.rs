@@ -1,5 +1,6 @@
-//! The `plexus` command: topics, producing, consuming and groups on the
-//! embedded log in a data directory.
+//! The `plexus` command: topics, producing, consuming, groups and
+//! connectors on the embedded log in a data directory, and `plexus serve`,
+//! the long-running process with Kafka Connect's REST API.
 
 mod cli;
 

@@ -57,6 +57,8 @@ const ALIASES: &[(&str, &str)] = &[
     ("JdbcSinkConnector", "PostgresSink"),
     ("PostgresSourceConnector", "PostgresSource"),
     ("PostgresSinkConnector", "PostgresSink"),
+    // Debezium's io.debezium.connector.postgresql.PostgresConnector.
+    ("PostgresConnector", "PostgresCdcSource"),
 ];
 
 /// The class `connector.class` names, from the registry.

@@ -13,7 +13,7 @@
 //! `errors.tolerance`, to a dead-letter topic if one is set.
 //!
 //! Built-in classes: [`file`] (`FileSource`, `FileSink`) and [`postgres`]
-//! (`PostgresSource`, `PostgresSink`).
+//! (`PostgresSource`, `PostgresCdcSource`, `PostgresSink`).
 //!
 //! ```no_run
 //! # async fn run() -> plexus_connectors::Result<()> {
@@ -40,6 +40,7 @@ pub mod file;
 pub mod offsets;
 pub mod postgres;
 pub mod record;
+pub mod rest;
 pub mod transforms;
 pub mod worker;
 
@@ -50,4 +51,4 @@ pub use record::{ConnectRecord, Rejected, SinkRecord, SourceRecord};
 pub use worker::{ConnectorStatus, State, Worker};
 
 /// The connector classes this crate registers (`connector.class`).
-pub const CLASSES: &[&str] = &["FileSource", "FileSink", "PostgresSource", "PostgresSink"];
+pub const CLASSES: &[&str] = &["FileSource", "FileSink", "PostgresSource", "PostgresCdcSource", "PostgresSink"];

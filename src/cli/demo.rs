@@ -5,8 +5,10 @@
 //! DSL topology of `examples/demo/topology.rs` keeps the total paid per
 //! payer and the count and sum per payer per minute; a `FileSink`
 //! (`examples/demo/totals-sink.json`) writes the totals topic as JSON
-//! lines. At the end the top payers are read back through an interactive
-//! query.
+//! lines, and with `--postgres URL` a `PostgresSink`
+//! (`examples/demo/totals-postgres.json`) upserts them into the table
+//! `payment_totals`. At the end the top payers are read back through an
+//! interactive query.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -40,10 +42,16 @@ pub(crate) struct DemoArgs {
     /// generating one.
     #[arg(long, value_name = "FILE")]
     input: Option<PathBuf>,
+    /// Also upsert the totals into the table payment_totals of this
+    /// PostgreSQL database (created if missing), e.g.
+    /// postgres://postgres@127.0.0.1:5432/postgres.
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
 }
 
 const SOURCE: &str = include_str!("../../examples/demo/payments-source.json");
 const SINK: &str = include_str!("../../examples/demo/totals-sink.json");
+const POSTGRES_SINK: &str = include_str!("../../examples/demo/totals-postgres.json");
 
 /// Runs the demo in `data_dir`, or in a temporary directory.
 pub(crate) async fn run(args: DemoArgs, data_dir: Option<&Path>) -> anyhow::Result<()> {
@@ -63,7 +71,7 @@ pub(crate) async fn run(args: DemoArgs, data_dir: Option<&Path>) -> anyhow::Resu
     let expected = read_expected(&input)?;
     let events: u64 = expected.values().map(|t| t.count).sum();
     let log = Log::open(LogConfig::new(dir.join("log")))?;
-    let result = demo(&log, &dir, &input, events, &expected).await;
+    let result = demo(&log, &dir, &input, events, &expected, args.postgres.as_deref()).await;
     log.close()?;
     result
 }
@@ -105,6 +113,7 @@ async fn demo(
     input: &Path,
     events: u64,
     expected: &std::collections::BTreeMap<String, Totals>,
+    postgres: Option<&str>,
 ) -> anyhow::Result<()> {
     for (topic, partitions) in [("payments", 2), ("payment-totals", 2), ("payment-windows", 2)] {
         log.create_topic(topic, partitions, plexus::TopicConfig::default())?;
@@ -127,6 +136,14 @@ async fn demo(
     println!("3. The topology keeps the total per payer and per payer and minute (RocksDB in {})", state.display());
     worker.start(connector_config(SINK, &output)?).await?;
     println!("4. FileSink writes the totals topic to {}", output.display());
+    let mut sinks = vec!["payment-totals-file"];
+    if let Some(url) = postgres {
+        let mut config = ConnectorConfig::from_json(POSTGRES_SINK).map_err(anyhow::Error::msg)?;
+        config.config.insert("connection.url".into(), url.to_owned());
+        worker.start(config).await?;
+        sinks.push("payment-totals-postgres");
+        println!("   PostgresSink upserts them into the table payment_totals");
+    }
 
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = ProgressBar::new(events);
@@ -169,16 +186,19 @@ async fn demo(
         .map(|p| log.offsets(&plexus::TopicPartition::new("payment-totals", p)).map_or(0, |o| o.2))
         .sum();
     let deadline = Instant::now() + Duration::from_secs(120);
-    while worker.records("payment-totals-file") < u64::try_from(totals_end).unwrap_or(0) {
-        let status = worker.status("payment-totals-file")?;
-        if status.state == plexus_connectors::State::Failed {
-            let trace = status.tasks.iter().find_map(|t| t.trace.clone()).unwrap_or_default();
-            worker.stop_all().await;
-            anyhow::bail!("the FileSink failed: {trace}");
+    for sink in sinks {
+        while worker.records(sink) < u64::try_from(totals_end).unwrap_or(0) {
+            let status = worker.status(sink)?;
+            if status.state == plexus_connectors::State::Failed {
+                let trace = status.tasks.iter().find_map(|t| t.trace.clone()).unwrap_or_default();
+                worker.stop_all().await;
+                anyhow::bail!("the sink {sink} failed: {trace}");
+            }
+            anyhow::ensure!(Instant::now() < deadline, "the sink {sink} did not write the totals in two minutes");
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        anyhow::ensure!(Instant::now() < deadline, "the FileSink did not write the totals in two minutes");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Stopping flushes: the last totals are written, and their offsets with them.
     worker.stop_all().await;
 
     let rate = events as f64 / elapsed.as_secs_f64();
@@ -200,5 +220,8 @@ async fn demo(
         output.display(),
         dir.join("log").display()
     );
+    if postgres.is_some() {
+        println!("         and the table payment_totals (payer, count, total_cents) in PostgreSQL");
+    }
     Ok(())
 }

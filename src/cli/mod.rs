@@ -6,6 +6,7 @@ mod demo;
 mod group;
 mod output;
 mod produce;
+mod serve;
 mod topic;
 
 use std::path::PathBuf;
@@ -42,9 +43,16 @@ enum Command {
     #[command(subcommand)]
     Group(group::GroupCommand),
     /// Run connectors from config files (Kafka Connect's shape): files and
-    /// PostgreSQL in and out of topics.
+    /// PostgreSQL in and out of topics; list, pause, resume, restart and
+    /// delete the connectors of a running `plexus serve`.
     #[command(subcommand)]
     Connect(connect::ConnectCommand),
+    /// Run Plexus as a service: connectors on the data directory behind
+    /// Kafka Connect's REST API (default http://127.0.0.1:8083), until
+    /// Ctrl-C or SIGTERM. Create connectors with `curl -X POST
+    /// localhost:8083/connectors -H 'Content-Type: application/json' -d
+    /// @config.json`; manage them with `plexus connect list|status|...`.
+    Serve(serve::ServeArgs),
     /// The main job in one command: a payments file through a FileSource
     /// into a topic, a streams topology keeping totals per payer and per
     /// minute (RocksDB), a FileSink writing the totals; prints the top payers
@@ -61,6 +69,8 @@ pub(crate) fn open_log(dir: &std::path::Path) -> anyhow::Result<Log> {
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Demo(args) => demo::run(args, cli.data_dir.as_deref()).await,
+        // These talk to a running `plexus serve`, which holds the data directory.
+        Command::Connect(c) if c.is_remote() => connect::run_remote(c).await,
         command => {
             let dir = cli.data_dir.unwrap_or_else(|| PathBuf::from("./plexus-data"));
             let log = open_log(&dir)?;
@@ -70,6 +80,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
                 Command::Consume(a) => consume::run(&log, a).await,
                 Command::Group(c) => group::run(&log, c).await,
                 Command::Connect(c) => connect::run(&log, c).await,
+                Command::Serve(a) => serve::run(&log, a).await,
                 Command::Demo(_) => unreachable!("handled above"),
             };
             let closed = log.close();

@@ -125,7 +125,8 @@ fn a_bad_connector_config_is_one_clear_error() {
 fn the_demo_totals_equal_sums_computed_from_its_input_file() {
     let dir = tempfile::tempdir().expect("tmp");
     let data = dir.path().join("demo");
-    let out = super::ok(&data, &["demo", "--events", "5000"], None);
+    let pg = super::pg::Postgres::start();
+    let out = super::ok(&data, &["demo", "--events", "5000", "--postgres", &pg.url], None);
     assert!(out.contains("5000 payments in"), "{out}");
     assert!(out.contains("Top payers"), "{out}");
     // An independent sum of the generated file, in cents.
@@ -149,6 +150,13 @@ fn the_demo_totals_equal_sums_computed_from_its_input_file() {
         latest.insert(payer, (v["count"].as_u64().expect("count"), v["total_cents"].as_i64().expect("total")));
     }
     assert_eq!(latest, expected);
+    // The PostgresSink's table: one row per payer, upserted to its total.
+    let mut table: std::collections::BTreeMap<String, (u64, i64)> = std::collections::BTreeMap::new();
+    for row in pg.psql("SELECT payer, count, total_cents FROM payment_totals").lines() {
+        let cells: Vec<&str> = row.split('|').collect();
+        table.insert(cells[0].to_owned(), (cells[1].parse().expect("count"), cells[2].parse().expect("total")));
+    }
+    assert_eq!(table, expected);
 }
 
 #[test]

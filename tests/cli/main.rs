@@ -161,3 +161,4 @@ fn a_second_process_is_told_who_holds_the_data_directory() {
 mod connect;
 #[path = "../../connectors/tests/connect/pg.rs"]
 mod pg;
+mod serve;

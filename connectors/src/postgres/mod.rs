@@ -1,12 +1,14 @@
 //! The PostgreSQL connectors (sqlx): [`source`] reads tables by query
-//! (the Confluent JDBC source's modes and keys), [`sink`] writes topics
-//! to tables (insert, upsert, update, delete; exactly once).
+//! (the Confluent JDBC source's modes and keys), [`cdc`] streams every
+//! change by logical decoding (Debezium's keys and events), [`sink`]
+//! writes topics to tables (insert, upsert, update, delete; exactly once).
 //!
 //! Shared here: the connection keys (`connection.url`, a `postgres://`
 //! URL, with `connection.user` and `connection.password` overriding what
 //! it says), table names, and the catalog lookups both need. Types and
 //! their mapping to the Arrow-typed record schema are in [`types`].
 
+pub mod cdc;
 pub mod sink;
 pub mod source;
 pub mod types;
@@ -50,6 +52,19 @@ impl ConnectorClass for PostgresSink {
     fn configure(&self, config: &ConnectorConfig) -> Result<Connector> {
         let c: sink::PostgresSinkConfig = crate::config::class_config(config)?;
         Ok(Connector::Sink(Box::new(sink::PostgresSinkConnector::new(&config.name, c)?)))
+    }
+}
+
+/// `connector.class=PostgresCdcSource` (also Debezium's
+/// `io.debezium.connector.postgresql.PostgresConnector`).
+#[derive(Debug, Deserialize)]
+pub struct PostgresCdcSource {}
+
+#[typetag::deserialize(name = "PostgresCdcSource")]
+impl ConnectorClass for PostgresCdcSource {
+    fn configure(&self, config: &ConnectorConfig) -> Result<Connector> {
+        let c: cdc::PostgresCdcConfig = crate::config::class_config(config)?;
+        Ok(Connector::Source(Box::new(cdc::PostgresCdcConnector::new(&config.name, c)?)))
     }
 }
 

@@ -215,6 +215,9 @@ struct Reader {
     next_poll: Instant,
     /// Bulk mode: the keys of the last poll.
     seen: HashSet<String>,
+    /// The records' schemas, made once.
+    value_schema: DataType,
+    key_schema: Option<DataType>,
 }
 
 struct PostgresSourceTask {
@@ -355,7 +358,20 @@ impl PostgresSourceTask {
             incrementing: stored.and_then(|o| o.get("incrementing")).and_then(Json::as_i64),
             timestamp_us: stored.and_then(|o| o.get("timestamp_us")).and_then(Json::as_i64),
         };
+        let value_schema = DataType::Struct(
+            columns.iter().map(|c| Field::new(&c.name, c.kind.data_type(), c.nullable)).collect::<Vec<_>>().into(),
+        );
+        let key_schema = (!key.is_empty()).then(|| {
+            DataType::Struct(
+                key.iter()
+                    .map(|&i| Field::new(&columns[i].name, columns[i].kind.data_type(), false))
+                    .collect::<Vec<_>>()
+                    .into(),
+            )
+        });
         Ok(Reader {
+            value_schema,
+            key_schema,
             partition: Arc::new(partition),
             topic,
             from,
@@ -450,6 +466,11 @@ impl PostgresSourceTask {
         for row in &rows {
             out.push(reader.record(row, mode, &mut keys));
         }
+        if mode != Mode::Bulk
+            && let Some(last) = out.last_mut()
+        {
+            last.source_offset = reader.offset();
+        }
         if mode == Mode::Bulk {
             let gone: Vec<String> = reader.seen.difference(&keys).cloned().collect();
             for key in gone {
@@ -500,6 +521,18 @@ async fn fetch(
 }
 
 impl Reader {
+    /// Where the reader stands, as a source offset.
+    fn offset(&self) -> Json {
+        let mut o = serde_json::Map::new();
+        if let Some(n) = self.position.incrementing {
+            o.insert("incrementing".into(), json!(n));
+        }
+        if let Some(us) = self.position.timestamp_us {
+            o.insert("timestamp_us".into(), json!(us));
+        }
+        Json::Object(o)
+    }
+
     /// A row as a record, the reader's position moved past it.
     fn record(&mut self, row: &PgRow, mode: Mode, keys: &mut HashSet<String>) -> SourceRecord {
         let mut fields = Vec::with_capacity(self.columns.len());
@@ -528,38 +561,15 @@ impl Reader {
         } else {
             Value::Struct(self.key.iter().map(|&i| fields[i].clone()).collect())
         };
-        let key_schema = (!self.key.is_empty()).then(|| {
-            DataType::Struct(
-                self.key
-                    .iter()
-                    .map(|&i| Field::new(&self.columns[i].name, self.columns[i].kind.data_type(), false))
-                    .collect::<Vec<_>>()
-                    .into(),
-            )
-        });
         if mode == Mode::Bulk && !key.is_null() {
             keys.insert(key.to_json().to_string());
         }
-        let schema = DataType::Struct(
-            self.columns.iter().map(|c| Field::new(&c.name, c.kind.data_type(), c.nullable)).collect::<Vec<_>>().into(),
-        );
+        let schema = self.value_schema.clone();
         let mut record = ConnectRecord::new(self.topic.clone(), Value::Struct(fields)).with_value_schema(schema);
         record.key = key;
-        record.key_schema = key_schema;
-        let offset = match mode {
-            Mode::Bulk => Json::Null,
-            _ => {
-                let mut o = serde_json::Map::new();
-                if let Some(n) = self.position.incrementing {
-                    o.insert("incrementing".into(), json!(n));
-                }
-                if let Some(us) = self.position.timestamp_us {
-                    o.insert("timestamp_us".into(), json!(us));
-                }
-                Json::Object(o)
-            }
-        };
-        SourceRecord { source_partition: Arc::clone(&self.partition), source_offset: offset, record, failure }
+        record.key_schema.clone_from(&self.key_schema);
+        // The batch's last record carries the offset (`Reader::offset`).
+        SourceRecord { source_partition: Arc::clone(&self.partition), source_offset: Json::Null, record, failure }
     }
 }
 

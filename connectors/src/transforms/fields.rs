@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use arrow_schema::DataType;
+
 use crate::data::Value;
 use crate::record::ConnectRecord;
 
@@ -65,6 +67,25 @@ pub(super) enum FieldTransform {
     Cast { whole: Option<CastType>, fields: Vec<(String, CastType)> },
     Flatten { delimiter: String },
     Timestamp(super::timestamp::TimestampConverter),
+}
+
+impl FieldTransform {
+    /// The schema of what the transform made, when it follows from the
+    /// schema it was given (`None`: see [`super::retype`]).
+    pub(super) fn schema(&self, old: Option<&DataType>) -> Option<Option<DataType>> {
+        match self {
+            Self::ExtractField { field } => Some(match old {
+                Some(DataType::Struct(fields)) => {
+                    fields.iter().find(|f| f.name() == field).map(|f| f.data_type().clone())
+                }
+                _ => None,
+            }),
+            Self::HoistField { field } => {
+                Some(old.map(|t| DataType::Struct(vec![arrow_schema::Field::new(field, t.clone(), true)].into())))
+            }
+            _ => None,
+        }
+    }
 }
 
 type ConfigError = (String, String);

@@ -90,7 +90,9 @@ impl TransformStage {
                     Side::Key => {
                         let key = std::mem::take(&mut record.key);
                         let (key, _) = t.apply(key, &record).map_err(|e| format!("{name}: {e}"))?;
-                        record.key_schema = retype(record.key_schema.as_ref(), &key);
+                        record.key_schema = t
+                            .schema(record.key_schema.as_ref())
+                            .unwrap_or_else(|| retype(record.key_schema.as_ref(), &key));
                         record.key = key;
                     }
                     Side::Value => {
@@ -101,7 +103,9 @@ impl TransformStage {
                             record.key_schema = retype(record.value_schema.as_ref(), &k);
                             record.key = k;
                         }
-                        record.value_schema = retype(record.value_schema.as_ref(), &value);
+                        record.value_schema = t
+                            .schema(record.value_schema.as_ref())
+                            .unwrap_or_else(|| retype(record.value_schema.as_ref(), &value));
                         record.value = value;
                     }
                 }

@@ -267,3 +267,122 @@ async fn bad_postgres_configs_are_refused_with_the_key_and_the_fix() {
         assert!(!err.contains('\n'), "one line: {err}");
     }
 }
+
+fn cdc_config(url: &str) -> String {
+    format!(
+        r#"{{"name": "cdc", "config": {{"connector.class": "io.debezium.connector.postgresql.PostgresConnector",
+            "connection.url": "{url}", "topic.prefix": "shop", "table.include.list": "public\\.accounts",
+            "slot.name": "plexus_test", "poll.interval.ms": "50", "heartbeat.interval.ms": "200"{TYPED}}}}}"#
+    )
+}
+
+/// The sink of change events: `after` of each event; a delete's `after`
+/// is null, so it deletes (as its tombstone does again).
+fn cdc_sink_config(url: &str) -> String {
+    format!(
+        r#"{{"name": "copy", "config": {{"connector.class": "PostgresSink", "connection.url": "{url}",
+            "topics": "shop.public.accounts", "table.name.format": "accounts_copy", "insert.mode": "upsert",
+            "pk.mode": "record_key", "delete.enabled": "true", "offset.flush.interval.ms": "50",
+            "transforms": "after", "transforms.after.type": "org.apache.kafka.connect.transforms.ExtractField$Value",
+            "transforms.after.field": "after"{TYPED}}}}}"#
+    )
+}
+
+fn accounts(pg: &Postgres, table: &str) -> String {
+    pg.psql(&format!(
+        "SELECT coalesce(string_agg(row(id, owner, balance, tags, at, note)::text, E'\\n' ORDER BY id), '') FROM {table}"
+    ))
+}
+
+async fn until_accounts_equal(connect: &Connect, pg: &Postgres, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while accounts(pg, "accounts") != accounts(pg, "accounts_copy") {
+        if Instant::now() > deadline {
+            let status: Vec<_> = connect.worker.connectors().iter().map(|c| connect.worker.status(c)).collect();
+            panic!(
+                "{what}: the copy never equalled the table:\n{}\n---\n{}\n{status:?}",
+                accounts(pg, "accounts"),
+                accounts(pg, "accounts_copy")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cdc_streams_inserts_updates_and_deletes_across_a_restart() {
+    let pg = Postgres::start();
+    pg.psql(
+        "CREATE TABLE accounts (id int PRIMARY KEY, owner text NOT NULL, balance numeric(12,2), tags text[], \
+         at timestamptz, note text); CREATE TABLE accounts_copy (LIKE accounts INCLUDING ALL); \
+         CREATE TABLE ignored (id int PRIMARY KEY)",
+    );
+    pg.psql(
+        "INSERT INTO accounts SELECT i, 'owner ' || i, i * 10.5, ARRAY['t' || i], \
+         timestamptz '2024-05-01 12:00:00.123456+00' + i * interval '1 minute', NULL FROM generate_series(1, 100) i",
+    );
+    let mut connect = Connect::new();
+    connect.start(&cdc_config(&pg.url)).await;
+    connect.start(&cdc_sink_config(&pg.url)).await;
+    until_accounts_equal(&connect, &pg, "the snapshot").await;
+
+    // Changes in several transactions, and one to a table not captured.
+    pg.psql("INSERT INTO accounts VALUES (101, 'new', 1.25, '{a,b}', now(), 'tab\there')");
+    pg.psql("BEGIN; UPDATE accounts SET balance = balance + 1 WHERE id % 3 = 0; DELETE FROM accounts WHERE id % 10 = 0; COMMIT");
+    pg.psql("INSERT INTO ignored VALUES (1)");
+    pg.psql("UPDATE accounts SET owner = 'renamed', note = NULL, tags = NULL WHERE id = 7");
+    pg.psql("BEGIN; DELETE FROM accounts WHERE id = 101; INSERT INTO accounts VALUES (101, 'again', 2, '{}', NULL, 'x'); COMMIT");
+    until_accounts_equal(&connect, &pg, "streamed changes").await;
+
+    // A restart: changes made while stopped arrive, the snapshot is not
+    // taken again, nothing is read twice.
+    connect.worker.stop_all().await;
+    let events_before = connect.read("shop.public.accounts").await;
+    pg.psql("UPDATE accounts SET balance = 0 WHERE id < 20; DELETE FROM accounts WHERE id = 55");
+    connect.restart_worker();
+    connect.start(&cdc_config(&pg.url)).await;
+    connect.start(&cdc_sink_config(&pg.url)).await;
+    until_accounts_equal(&connect, &pg, "after a restart").await;
+    pg.psql("INSERT INTO accounts VALUES (500, 'last', 5, NULL, NULL, NULL)");
+    until_accounts_equal(&connect, &pg, "after a restart, streaming").await;
+    connect.worker.stop_all().await;
+
+    let events = connect.read("shop.public.accounts").await;
+    let ops: Vec<String> = events
+        .iter()
+        .map(|r| match r.value.as_deref() {
+            None => "tombstone".to_owned(),
+            Some(v) => {
+                let json: serde_json::Value = serde_json::from_slice(v).expect("json");
+                json["payload"]["op"].as_str().unwrap_or("?").to_owned()
+            }
+        })
+        .collect();
+    let count = |op: &str| ops.iter().filter(|o| *o == op).count();
+    assert_eq!(count("r"), 100, "one snapshot, not repeated on restart");
+    // 11 deletes (ids 10..100 by 10, and 101) before the restart, one after.
+    assert_eq!(count("d"), 12);
+    assert_eq!(count("tombstone"), 12, "each delete is followed by a tombstone");
+    // Updates before the restart: 33 rows with id % 3 == 0 (the update
+    // comes before the delete in its transaction), and one rename.
+    let before_updates = events_before
+        .iter()
+        .filter(|r| r.value.as_deref().is_some_and(|v| v.windows(8).any(|w| w == b"\"op\":\"u\"")))
+        .count();
+    assert_eq!(before_updates, 34, "33 balance updates and one rename");
+    assert_eq!(count("c"), 3, "inserts: 101 twice, and 500");
+    let first: serde_json::Value = serde_json::from_slice(
+        events.iter().rev().find(|r| r.value.is_some()).and_then(|r| r.value.as_deref()).expect("one"),
+    )
+    .expect("json");
+    let source = &first["payload"]["source"];
+    assert_eq!(source["table"], "accounts");
+    assert_eq!(source["connector"], "postgresql");
+    assert!(source["lsn"].as_i64().is_some_and(|l| l > 0) && source["txId"].as_i64().is_some(), "{source}");
+    // The slot was advanced past what is in the log.
+    let lag = pg.psql(
+        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn) < 1000000 FROM pg_replication_slots \
+         WHERE slot_name = 'plexus_test'",
+    );
+    assert_eq!(lag, "t");
+}
