@@ -498,6 +498,108 @@ fn escape_copy(text: &str, out: &mut String) {
     }
 }
 
+/// A value in PostgreSQL's text output as the kind's value.
+pub fn parse_text(text: &str, kind: &Kind) -> std::result::Result<Value, String> {
+    let bad = |what: &str| format!("{text:?} is not {what}");
+    Ok(match kind {
+        Kind::Bool => Value::Boolean(text == "t"),
+        Kind::Int16 => Value::Int16(text.parse().map_err(|_| bad("a smallint"))?),
+        Kind::Int32 => Value::Int32(text.parse().map_err(|_| bad("an integer"))?),
+        Kind::Int64 => Value::Int64(text.parse().map_err(|_| bad("a bigint"))?),
+        Kind::Float32 => Value::Float32(text.parse().map_err(|_| bad("a real"))?),
+        Kind::Float64 => Value::Float64(text.parse().map_err(|_| bad("a double"))?),
+        Kind::Text | Kind::Json | Kind::Other(_) => Value::String(text.to_owned()),
+        Kind::Numeric(None) => Value::String(text.to_owned()),
+        Kind::Numeric(Some((_, scale))) => {
+            let (unscaled, s) = parse_decimal(text).ok_or_else(|| bad("an exact decimal"))?;
+            let factor = 10_i128.checked_pow(u32::from((*scale - s).unsigned_abs())).ok_or_else(|| bad("in range"))?;
+            let unscaled = if *scale >= s { unscaled.checked_mul(factor) } else { Some(unscaled / factor) };
+            Value::Decimal { unscaled: unscaled.ok_or_else(|| bad("in range"))?, scale: *scale }
+        }
+        Kind::Bytea => {
+            let hex = text.strip_prefix("\\x").ok_or_else(|| bad("hex bytea"))?;
+            let bytes = (0..hex.len())
+                .step_by(2)
+                .map(|i| hex.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+                .collect::<Option<Vec<u8>>>()
+                .ok_or_else(|| bad("hex bytea"))?;
+            Value::Bytes(bytes.into())
+        }
+        Kind::Date => {
+            let d = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| bad("a date"))?;
+            let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+            Value::Date(i32::try_from((d - epoch).num_days()).map_err(|_| bad("a date in range"))?)
+        }
+        Kind::Time => {
+            let t = NaiveTime::parse_from_str(text, "%H:%M:%S%.f").map_err(|_| bad("a time"))?;
+            Value::Time(i64::from(t.num_seconds_from_midnight()) * 1_000_000 + i64::from(t.nanosecond() / 1000))
+        }
+        Kind::Timestamp => Value::Timestamp(
+            NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
+                .map_err(|_| bad("a timestamp"))?
+                .and_utc()
+                .timestamp_micros(),
+        ),
+        Kind::TimestampTz => Value::Timestamp(
+            DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f%#z")
+                .map_err(|_| bad("a timestamptz"))?
+                .timestamp_micros(),
+        ),
+        Kind::Array(element) => {
+            let items = parse_array(text).ok_or_else(|| bad("an array"))?;
+            let element = match **element {
+                Kind::Numeric(_) | Kind::Json | Kind::Other(_) | Kind::Array(_) => Kind::Text,
+                ref k => k.clone(),
+            };
+            Value::Array(
+                items
+                    .into_iter()
+                    .map(|item| item.map_or(Ok(Value::Null), |t| parse_text(&t, &element)))
+                    .collect::<std::result::Result<_, _>>()?,
+            )
+        }
+    })
+}
+
+/// A one-dimensional array literal (`{a,NULL,"b,c"}`) as its elements.
+fn parse_array(text: &str) -> Option<Vec<Option<String>>> {
+    let inner = text.strip_prefix('{')?.strip_suffix('}')?;
+    let mut out = Vec::new();
+    if inner.is_empty() {
+        return Some(out);
+    }
+    let mut chars = inner.chars().peekable();
+    loop {
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            let mut s = String::new();
+            loop {
+                match chars.next()? {
+                    '\\' => s.push(chars.next()?),
+                    '"' => break,
+                    c => s.push(c),
+                }
+            }
+            out.push(Some(s));
+        } else {
+            let mut s = String::new();
+            while let Some(&c) = chars.peek() {
+                if c == ',' {
+                    break;
+                }
+                s.push(c);
+                chars.next();
+            }
+            out.push(if s == "NULL" { None } else { Some(s) });
+        }
+        match chars.next() {
+            None => return Some(out),
+            Some(',') => {}
+            Some(_) => return None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -258,6 +258,18 @@ async fn bad_postgres_configs_are_refused_with_the_key_and_the_fix() {
             r#"{"name": "f", "config": {"connector.class": "PostgresSink", "connection.url": "postgres://u:secret@127.0.0.1:1/x", "topics": "t"}}"#,
             "connector \"f\": connection.url: cannot connect to postgres://u:****@127.0.0.1:1/x:",
         ),
+        (
+            r#"{"name": "g", "config": {"connector.class": "PostgresCdcSource", "connection.url": "postgres://localhost/x", "topic.prefix": "shop", "slot.name": "My-Slot"}}"#,
+            "connector \"g\": slot.name: \"My-Slot\": a slot name is lower-case letters, digits and underscores",
+        ),
+        (
+            r#"{"name": "h", "config": {"connector.class": "io.debezium.connector.postgresql.PostgresConnector", "connection.url": "postgres://localhost/x", "topic.prefix": "shop", "plugin.name": "decoderbufs"}}"#,
+            "connector \"h\": plugin.name: \"decoderbufs\": Plexus decodes the built-in pgoutput only",
+        ),
+        (
+            r#"{"name": "i", "config": {"connector.class": "PostgresCdcSource", "connection.url": "postgres://localhost/x"}}"#,
+            "connector \"i\": topic.prefix: missing field `topic.prefix`",
+        ),
     ];
     for (json, want) in cases {
         let config = plexus_connectors::ConnectorConfig::from_json(json).expect("json");
