@@ -198,7 +198,7 @@ async fn pg_sink(
                 "{i}\tpayer-{payer:05}\tpayee-{payee:05}\t{}.{:02}\t{}",
                 cents / 100,
                 cents % 100,
-                chrono_text(ts)
+                plexus_connectors::data::timestamp_text(ts * 1000)
             )?;
             deliveries.push(producer.send("rows", Record::new(value)));
             if deliveries.len() == 100_000 {
@@ -247,28 +247,6 @@ async fn pg_sink(
         copy.as_secs_f64() / sink.as_secs_f64()
     );
     Ok(())
-}
-
-/// Milliseconds since the epoch as PostgreSQL timestamptz text.
-fn chrono_text(ms: i64) -> String {
-    let (secs, ms) = (ms.div_euclid(1000), ms.rem_euclid(1000));
-    let days = secs.div_euclid(86_400);
-    let rest = secs.rem_euclid(86_400);
-    let (y, m, d) = civil(days);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{ms:03}+00", rest / 3600, rest / 60 % 60, rest % 60)
-}
-
-/// (year, month, day) of a day number (Howard Hinnant's algorithm).
-fn civil(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 async fn pg_source(pg: &pg::Postgres, worker: &Worker, dir: &std::path::Path, rows: u64) -> anyhow::Result<()> {

@@ -114,13 +114,19 @@ pub(crate) async fn run(log: &Log, command: ConnectCommand) -> anyhow::Result<()
     }
 }
 
-async fn run_connectors(log: &Log, args: RunArgs) -> anyhow::Result<()> {
+/// Reads and validates connector config files, all before any starts.
+pub(crate) async fn read_configs(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<ConnectorConfig>> {
     let mut configs = Vec::new();
-    for path in &args.configs {
+    for path in paths {
         let config = ConnectorConfig::from_file(path)?;
         plexus_connectors::worker::validate(&config).await?;
         configs.push(config);
     }
+    Ok(configs)
+}
+
+async fn run_connectors(log: &Log, args: RunArgs) -> anyhow::Result<()> {
+    let configs = read_configs(&args.configs).await?;
     // Signals are caught from here on, before anything starts.
     let mut stop = Shutdown::new()?;
     let worker = Worker::new(Arc::new(EmbeddedClients::new(log.clone())));

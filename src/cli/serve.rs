@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::Args;
 use plexus::Log;
 use plexus::client::EmbeddedClients;
-use plexus_connectors::{ConnectorConfig, Worker};
+use plexus_connectors::Worker;
 
 use super::connect::Shutdown;
 
@@ -35,12 +35,7 @@ pub(crate) fn routes(worker: &Worker, worker_id: &str) -> axum::Router {
 /// Serves until SIGINT or SIGTERM, then stops every connector (each task
 /// commits what it did).
 pub(crate) async fn run(log: &Log, args: ServeArgs) -> anyhow::Result<()> {
-    let mut configs = Vec::new();
-    for path in &args.configs {
-        let config = ConnectorConfig::from_file(path)?;
-        plexus_connectors::worker::validate(&config).await?;
-        configs.push(config);
-    }
+    let configs = super::connect::read_configs(&args.configs).await?;
     // Signals are caught from here on, before anything starts.
     let mut stop = Shutdown::new()?;
     let listener = tokio::net::TcpListener::bind(&args.http_listen)

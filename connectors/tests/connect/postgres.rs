@@ -87,14 +87,13 @@ async fn each_query_mode_copies_a_table_row_for_row_through_a_topic() {
         insert_rows(&pg, &source, 0..700);
         let mut connect = Connect::new();
         let topic = format!("pg-{source}");
-        connect
-            .start(&format!(
-                r#"{{"name": "read-{i}", "config": {{"connector.class": "PostgresSource", "connection.url": "{url}",
-                    "mode": "{mode}", "table.whitelist": "{source}", "topic.prefix": "pg-", "poll.interval.ms": "100",
-                    "batch.max.rows": "250"{keys}{TYPED}}}}}"#,
-                url = pg.url
-            ))
-            .await;
+        let source_config = format!(
+            r#"{{"name": "read-{i}", "config": {{"connector.class": "PostgresSource", "connection.url": "{url}",
+                "mode": "{mode}", "table.whitelist": "{source}", "topic.prefix": "pg-", "poll.interval.ms": "100",
+                "batch.max.rows": "250"{keys}{TYPED}}}}}"#,
+            url = pg.url
+        );
+        connect.start(&source_config).await;
         connect.start(&sink_config(&format!("write-{i}"), &pg.url, &topic, &target)).await;
         until_equal(&connect, &pg, &source, &target, mode).await;
 
@@ -124,14 +123,7 @@ async fn each_query_mode_copies_a_table_row_for_row_through_a_topic() {
         let before = connect.read(&topic).await.len();
         insert_rows(&pg, &source, 1000..1100);
         connect.restart_worker();
-        connect
-            .start(&format!(
-                r#"{{"name": "read-{i}", "config": {{"connector.class": "PostgresSource", "connection.url": "{url}",
-                    "mode": "{mode}", "table.whitelist": "{source}", "topic.prefix": "pg-", "poll.interval.ms": "100",
-                    "batch.max.rows": "250"{keys}{TYPED}}}}}"#,
-                url = pg.url
-            ))
-            .await;
+        connect.start(&source_config).await;
         connect.start(&sink_config(&format!("write-{i}"), &pg.url, &topic, &target)).await;
         until_equal(&connect, &pg, &source, &target, &format!("{mode}: after a restart")).await;
         if *mode != "bulk" {
