@@ -27,6 +27,11 @@
 //! heartbeat record goes to `__debezium-heartbeat.<topic.prefix>` and the
 //! slot advances even when the captured tables are quiet, so the server
 //! can recycle its WAL.
+//!
+//! The record key is the table's primary key. An update that leaves a
+//! large (TOASTed) value unchanged does not carry it: with `REPLICA
+//! IDENTITY FULL` it is taken from the old row; otherwise it is null in
+//! `after`, as PostgreSQL gives nothing else to put there.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -543,6 +548,18 @@ impl CdcTask {
                         cols.push(Column { name: col, kind: Kind::of(&type_name, typmod), nullable: true });
                         key.push(flags & 1 == 1);
                     }
+                    // The key is the primary key. pgoutput flags the replica
+                    // identity, which is every column under REPLICA IDENTITY
+                    // FULL: that is no key.
+                    let table = Table { schema: Some(schema.clone()), name: name.clone() };
+                    let conn = self.conn().await?;
+                    let pk =
+                        primary_key(conn, &table).await.map_err(|e| db.error(&format!("reading table {table}"), &e))?;
+                    if !pk.is_empty() {
+                        key = cols.iter().map(|c| pk.contains(&c.name)).collect();
+                    } else if key.iter().all(|k| *k) {
+                        key = vec![false; cols.len()];
+                    }
                     let relation = Relation::new(&self.config.topic_prefix, schema, name, cols, key);
                     self.relations.insert(oid, Arc::new(relation));
                 }
@@ -559,15 +576,28 @@ impl CdcTask {
                     }
                     let source = Source { lsn, tx: Some(xid), ts_ms, snapshot: "false" };
                     let mut failure = None;
-                    let mut values = |tuple: Option<Vec<Option<String>>>| {
+                    // An unchanged TOASTed value is taken from the old row
+                    // when the table sends it (REPLICA IDENTITY FULL);
+                    // otherwise it is unknown here and left null.
+                    let new = new.map(|cells| {
+                        cells
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, c)| match (c, old.as_ref().and_then(|o| o.get(i))) {
+                                (Cell::Unchanged, Some(Cell::Text(t))) => Cell::Text(t.clone()),
+                                (c, _) => c,
+                            })
+                            .collect::<Vec<_>>()
+                    });
+                    let mut values = |tuple: Option<Vec<Cell>>| {
                         tuple.map(|t| {
                             relation
                                 .columns
                                 .iter()
                                 .zip(t)
-                                .map(|(c, text)| match text {
-                                    None => Value::Null,
-                                    Some(text) => parse_text(&text, &c.kind).unwrap_or_else(|e| {
+                                .map(|(c, cell)| match cell {
+                                    Cell::Null | Cell::Unchanged => Value::Null,
+                                    Cell::Text(text) => parse_text(&text, &c.kind).unwrap_or_else(|e| {
                                         failure.get_or_insert_with(|| format!("column {:?}: {e}", c.name));
                                         Value::Null
                                     }),
@@ -799,6 +829,18 @@ fn lsn_text(lsn: u64) -> String {
 /// Microseconds from PostgreSQL's epoch (2000-01-01) to Unix's.
 const PG_EPOCH_US: i64 = 946_684_800_000_000;
 
+/// A column of a row in a `pgoutput` message.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Cell {
+    /// SQL NULL.
+    Null,
+    /// A TOASTed value the update did not change: the server does not
+    /// send it (only the old row has it, with `REPLICA IDENTITY FULL`).
+    Unchanged,
+    /// The value's text.
+    Text(String),
+}
+
 /// One `pgoutput` message (protocol version 1), as far as the source
 /// needs it. Hand-written: no maintained crate decodes pgoutput for sqlx,
 /// and the format is small (PostgreSQL's "Logical Replication Message
@@ -830,17 +872,16 @@ pub(crate) enum Message {
         /// Its columns.
         columns: Vec<(u8, String, u32, i32)>,
     },
-    /// `I`, `U`, `D`: a row changed; values as text (`None`: NULL or an
-    /// unchanged TOASTed value).
+    /// `I`, `U`, `D`: a row changed; values as text.
     Change {
         /// The table's OID.
         oid: u32,
         /// What happened.
         op: Op,
         /// The old row (or key), when the server sends it.
-        old: Option<Vec<Option<String>>>,
+        old: Option<Vec<Cell>>,
         /// The new row.
-        new: Option<Vec<Option<String>>>,
+        new: Option<Vec<Cell>>,
     },
     /// Anything else (origin, type, truncate, message).
     Other,
@@ -857,19 +898,20 @@ impl Message {
             b.advance(end + 1);
             Ok(s)
         }
-        fn tuple(b: &mut &[u8]) -> std::result::Result<Vec<Option<String>>, String> {
+        fn tuple(b: &mut &[u8]) -> std::result::Result<Vec<Cell>, String> {
             need(b, 2)?;
             let n = b.get_i16();
             let mut out = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
             for _ in 0..n {
                 need(b, 1)?;
                 match b.get_u8() {
-                    b'n' | b'u' => out.push(None),
+                    b'n' => out.push(Cell::Null),
+                    b'u' => out.push(Cell::Unchanged),
                     b't' | b'b' => {
                         need(b, 4)?;
                         let len = usize::try_from(b.get_i32()).map_err(|_| "a negative length")?;
                         need(b, len)?;
-                        out.push(Some(String::from_utf8_lossy(&b[..len]).into_owned()));
+                        out.push(Cell::Text(String::from_utf8_lossy(&b[..len]).into_owned()));
                         b.advance(len);
                     }
                     other => return Err(format!("a column kind {:?}", char::from(other))),
@@ -1058,7 +1100,12 @@ mod tests {
         let mut insert = vec![b'I', 0, 0, 0, 42, b'N', 0, 2, b't', 0, 0, 0, 1, b'7', b'n'];
         assert_eq!(
             Message::parse(&insert),
-            Ok(Message::Change { oid: 42, op: Op::Create, old: None, new: Some(vec![Some("7".into()), None]) })
+            Ok(Message::Change {
+                oid: 42,
+                op: Op::Create,
+                old: None,
+                new: Some(vec![Cell::Text("7".into()), Cell::Null])
+            })
         );
         insert.truncate(10);
         assert!(Message::parse(&insert).is_err(), "a truncated message is an error, not a panic");

@@ -319,7 +319,7 @@ async fn cdc_streams_inserts_updates_and_deletes_across_a_restart() {
     pg.psql(
         "CREATE TABLE accounts (id int PRIMARY KEY, owner text NOT NULL, balance numeric(12,2), tags text[], \
          at timestamptz, note text); CREATE TABLE accounts_copy (LIKE accounts INCLUDING ALL); \
-         CREATE TABLE ignored (id int PRIMARY KEY)",
+         CREATE TABLE ignored (id int PRIMARY KEY); ALTER TABLE accounts REPLICA IDENTITY FULL",
     );
     pg.psql(
         "INSERT INTO accounts SELECT i, 'owner ' || i, i * 10.5, ARRAY['t' || i], \
@@ -336,6 +336,12 @@ async fn cdc_streams_inserts_updates_and_deletes_across_a_restart() {
     pg.psql("INSERT INTO ignored VALUES (1)");
     pg.psql("UPDATE accounts SET owner = 'renamed', note = NULL, tags = NULL WHERE id = 7");
     pg.psql("BEGIN; DELETE FROM accounts WHERE id = 101; INSERT INTO accounts VALUES (101, 'again', 2, '{}', NULL, 'x'); COMMIT");
+    // A large (TOASTed) value, then an update that leaves it unchanged:
+    // the server sends it only in the old row (REPLICA IDENTITY FULL).
+    pg.psql(
+        "UPDATE accounts SET note = (SELECT string_agg(md5(i::text), '') FROM generate_series(1, 400) i) WHERE id = 2",
+    );
+    pg.psql("UPDATE accounts SET balance = 99 WHERE id = 2");
     until_accounts_equal(&connect, &pg, "streamed changes").await;
 
     // A restart: changes made while stopped arrive, the snapshot is not
@@ -373,7 +379,7 @@ async fn cdc_streams_inserts_updates_and_deletes_across_a_restart() {
         .iter()
         .filter(|r| r.value.as_deref().is_some_and(|v| v.windows(8).any(|w| w == b"\"op\":\"u\"")))
         .count();
-    assert_eq!(before_updates, 34, "33 balance updates and one rename");
+    assert_eq!(before_updates, 36, "33 balance updates, one rename, two of a large note");
     assert_eq!(count("c"), 3, "inserts: 101 twice, and 500");
     let first: serde_json::Value = serde_json::from_slice(
         events.iter().rev().find(|r| r.value.is_some()).and_then(|r| r.value.as_deref()).expect("one"),
