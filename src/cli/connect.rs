@@ -125,10 +125,9 @@ pub(crate) async fn read_configs(paths: &[std::path::PathBuf]) -> anyhow::Result
     Ok(configs)
 }
 
-async fn run_connectors(log: &Log, args: RunArgs) -> anyhow::Result<()> {
-    let configs = read_configs(&args.configs).await?;
-    // Signals are caught from here on, before anything starts.
-    let mut stop = Shutdown::new()?;
+/// A worker on the embedded log running `configs`, each announced on
+/// stderr (`started connector NAME`); if one cannot start, none runs.
+pub(crate) async fn start_all(log: &Log, configs: Vec<ConnectorConfig>) -> anyhow::Result<Worker> {
     let worker = Worker::new(Arc::new(EmbeddedClients::new(log.clone())));
     for config in configs {
         let name = config.name.clone();
@@ -138,6 +137,14 @@ async fn run_connectors(log: &Log, args: RunArgs) -> anyhow::Result<()> {
         }
         eprintln!("started connector {name}");
     }
+    Ok(worker)
+}
+
+async fn run_connectors(log: &Log, args: RunArgs) -> anyhow::Result<()> {
+    let configs = read_configs(&args.configs).await?;
+    // Signals are caught from here on, before anything starts.
+    let mut stop = Shutdown::new()?;
+    let worker = start_all(log, configs).await?;
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = ProgressBar::new_spinner();
         bar.set_style(

@@ -4,12 +4,10 @@
 //! endpoints join the same process.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
 use plexus::Log;
-use plexus::client::EmbeddedClients;
 use plexus_connectors::Worker;
 
 use super::connect::Shutdown;
@@ -43,15 +41,7 @@ pub(crate) async fn run(log: &Log, args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on --http-listen {}", args.http_listen))?;
     let address =
         listener.local_addr().with_context(|| format!("cannot listen on --http-listen {}", args.http_listen))?;
-    let worker = Worker::new(Arc::new(EmbeddedClients::new(log.clone())));
-    for config in configs {
-        let name = config.name.clone();
-        if let Err(e) = worker.start(config).await {
-            worker.stop_all().await;
-            return Err(e.into());
-        }
-        eprintln!("started connector {name}");
-    }
+    let worker = super::connect::start_all(log, configs).await?;
     let app = routes(&worker, &address.to_string());
     eprintln!("listening on http://{address}");
     let served = axum::serve(listener, app).with_graceful_shutdown(async move { stop.wait().await }).await;

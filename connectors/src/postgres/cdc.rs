@@ -39,15 +39,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arrow_schema::{DataType, Field, Fields};
 use async_trait::async_trait;
-use bytes::Buf;
 use regex::Regex;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 use sqlx::Executor;
 use sqlx::postgres::PgConnection;
 
+use super::pgoutput::{Cell, Message, Op, lsn_text, parse_lsn};
 use super::types::{Kind, decode, parse_text};
-use super::{Column, Database, Table, columns, primary_key, quote};
+use super::{Column, Database, Table, columns, list_tables, primary_key, quote};
 use crate::connector::{SourceConnector, SourceOffsets, SourceTask};
 use crate::data::Value;
 use crate::error::{Error, Result};
@@ -309,7 +309,8 @@ struct CdcTask {
     database: String,
     /// Type OID → name.
     types: HashMap<u32, String>,
-    relations: HashMap<u32, Arc<Relation>>,
+    /// Relation OID → the table, `None` for one not captured.
+    relations: HashMap<u32, Option<Arc<Relation>>>,
     /// The commit LSN up to which changes are in the log.
     committed_lsn: u64,
     snapshot: Option<Snapshot>,
@@ -337,18 +338,9 @@ impl CdcTask {
     async fn tables(&mut self) -> Result<Vec<Table>> {
         let db = self.db.clone();
         let conn = self.conn().await?;
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT table_schema::text, table_name::text FROM information_schema.tables \
-             WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2",
-        )
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(|e| db.error("listing tables", &e))?;
-        Ok(rows
-            .into_iter()
-            .filter(|(s, t)| self.captured(s, t) && t != "plexus_connect_offsets")
-            .map(|(schema, name)| Table { schema: Some(schema), name })
-            .collect())
+        let mut tables = list_tables(conn).await.map_err(|e| db.error("listing tables", &e))?;
+        tables.retain(|t| self.captured(t.schema.as_deref().unwrap_or("public"), &t.name));
+        Ok(tables)
     }
 
     /// Makes sure of the publication and the slot; the slot's LSN if it
@@ -513,11 +505,20 @@ impl CdcTask {
         let db = self.db.clone();
         let (slot, publication, max) =
             (self.config.slot.clone(), self.config.publication.clone(), self.config.max_batch);
+        let heartbeat_due = self.config.heartbeat_ms > 0
+            && self.last_heartbeat.elapsed() >= Duration::from_millis(self.config.heartbeat_ms);
         let conn = self.conn().await?;
-        let before: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(|e| db.error("reading the WAL position", &e))?;
+        // Where the WAL ends before the peek: with nothing to read, the
+        // slot may move up to here.
+        let before = if heartbeat_due {
+            let lsn: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(|e| db.error("reading the WAL position", &e))?;
+            parse_lsn(&lsn)
+        } else {
+            None
+        };
         let rows: Vec<(String, Vec<u8>)> = sqlx::query_as(
             "SELECT lsn::text, data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, \
              'proto_version', '1', 'publication_names', $3)",
@@ -529,7 +530,7 @@ impl CdcTask {
         .await
         .map_err(|e| db.error(&format!("reading replication slot {slot}"), &e))?;
         if rows.is_empty() {
-            return self.heartbeat(parse_lsn(&before).unwrap_or(0));
+            return Ok(before.map(|lsn| self.heartbeat(lsn)).into_iter().collect());
         }
         let mut out = Vec::new();
         let mut tx: Option<(u64, u32, i64)> = None; // (commit lsn, xid, commit ts ms)
@@ -541,12 +542,26 @@ impl CdcTask {
             match message {
                 Message::Begin { final_lsn, ts_ms, xid } => tx = Some((final_lsn, xid, ts_ms)),
                 Message::Relation { oid, schema, name, columns } => {
+                    if !self.captured(&schema, &name) {
+                        self.relations.insert(oid, None);
+                        continue;
+                    }
                     let mut cols = Vec::with_capacity(columns.len());
                     let mut key = Vec::with_capacity(columns.len());
                     for (flags, col, type_oid, typmod) in columns {
                         let type_name = self.type_name(type_oid).await?;
                         cols.push(Column { name: col, kind: Kind::of(&type_name, typmod), nullable: true });
                         key.push(flags & 1 == 1);
+                    }
+                    // pgoutput describes each relation again on every peek:
+                    // one it already knows as it is needs nothing more.
+                    if self
+                        .relations
+                        .get(&oid)
+                        .and_then(Option::as_ref)
+                        .is_some_and(|r| r.columns == cols && r.schema == schema && r.name == name)
+                    {
+                        continue;
                     }
                     // The key is the primary key. pgoutput flags the replica
                     // identity, which is every column under REPLICA IDENTITY
@@ -561,19 +576,23 @@ impl CdcTask {
                         key = vec![false; cols.len()];
                     }
                     let relation = Relation::new(&self.config.topic_prefix, schema, name, cols, key);
-                    self.relations.insert(oid, Arc::new(relation));
+                    self.relations.insert(oid, Some(Arc::new(relation)));
                 }
                 Message::Change { oid, op, old, new } => {
                     let Some((lsn, xid, ts_ms)) = tx else { continue };
                     if lsn <= self.committed_lsn {
                         continue; // already in the log before a crash
                     }
-                    let Some(relation) = self.relations.get(&oid).cloned() else {
-                        return Err(Error::connector(&self.connector, format!("a change of unknown relation {oid}")));
+                    let relation = match self.relations.get(&oid) {
+                        Some(Some(relation)) => Arc::clone(relation),
+                        Some(None) => continue, // a table not captured
+                        None => {
+                            return Err(Error::connector(
+                                &self.connector,
+                                format!("a change of relation {oid}, which pgoutput has not described"),
+                            ));
+                        }
                     };
-                    if !self.captured(&relation.schema, &relation.name) {
-                        continue;
-                    }
                     let source = Source { lsn, tx: Some(xid), ts_ms, snapshot: "false" };
                     let mut failure = None;
                     // An unchanged TOASTed value is taken from the old row
@@ -645,26 +664,20 @@ impl CdcTask {
         Ok(out)
     }
 
-    /// A heartbeat record, when one is due, moving the offset to `lsn`.
-    fn heartbeat(&mut self, lsn: u64) -> Result<Vec<SourceRecord>> {
-        if self.config.heartbeat_ms == 0
-            || self.last_heartbeat.elapsed() < Duration::from_millis(self.config.heartbeat_ms)
-            || lsn == 0
-        {
-            return Ok(Vec::new());
-        }
+    /// A heartbeat record, moving the offset to `lsn`.
+    fn heartbeat(&mut self, lsn: u64) -> SourceRecord {
         self.last_heartbeat = Instant::now();
         let topic = format!("__debezium-heartbeat.{}", self.config.topic_prefix);
         let key = Value::Struct(vec![("serverName".into(), Value::String(self.config.topic_prefix.clone()))]);
         let value = Value::Struct(vec![("ts_ms".into(), Value::Int64(now_ms()))]);
         let mut record = ConnectRecord::new(topic, value).with_key(key);
         record.value_schema = Some(DataType::Struct(Fields::from(vec![Field::new("ts_ms", DataType::Int64, false)])));
-        Ok(vec![SourceRecord {
+        SourceRecord {
             source_partition: Arc::clone(&self.partition),
             source_offset: json!({ "lsn": lsn.max(self.committed_lsn) }),
             record,
             failure: None,
-        }])
+        }
     }
 
     /// Moves the slot's confirmed position to `lsn`: the server may drop
@@ -788,202 +801,8 @@ struct Source {
     snapshot: &'static str,
 }
 
-/// A change's kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Op {
-    /// A snapshot row.
-    Read,
-    /// An insert.
-    Create,
-    /// An update.
-    Update,
-    /// A delete.
-    Delete,
-}
-
-impl Op {
-    fn code(self) -> &'static str {
-        match self {
-            Self::Read => "r",
-            Self::Create => "c",
-            Self::Update => "u",
-            Self::Delete => "d",
-        }
-    }
-}
-
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// `X/Y` (PostgreSQL's `pg_lsn` text) as a number.
-pub(crate) fn parse_lsn(text: &str) -> Option<u64> {
-    let (hi, lo) = text.split_once('/')?;
-    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
-}
-
-fn lsn_text(lsn: u64) -> String {
-    format!("{:X}/{:X}", lsn >> 32, lsn & 0xffff_ffff)
-}
-
-/// Microseconds from PostgreSQL's epoch (2000-01-01) to Unix's.
-const PG_EPOCH_US: i64 = 946_684_800_000_000;
-
-/// A column of a row in a `pgoutput` message.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Cell {
-    /// SQL NULL.
-    Null,
-    /// A TOASTed value the update did not change: the server does not
-    /// send it (only the old row has it, with `REPLICA IDENTITY FULL`).
-    Unchanged,
-    /// The value's text.
-    Text(String),
-}
-
-/// One `pgoutput` message (protocol version 1), as far as the source
-/// needs it. Hand-written: no maintained crate decodes pgoutput for sqlx,
-/// and the format is small (PostgreSQL's "Logical Replication Message
-/// Formats").
-#[derive(Debug, PartialEq)]
-pub(crate) enum Message {
-    /// `B`: a transaction begins.
-    Begin {
-        /// The LSN of its commit.
-        final_lsn: u64,
-        /// Its commit time, ms since the Unix epoch.
-        ts_ms: i64,
-        /// Its id.
-        xid: u32,
-    },
-    /// `C`: it commits.
-    Commit {
-        /// The LSN after its commit record.
-        end_lsn: u64,
-    },
-    /// `R`: a table's columns: (flags, name, type OID, typmod).
-    Relation {
-        /// The table's OID.
-        oid: u32,
-        /// Its schema.
-        schema: String,
-        /// Its name.
-        name: String,
-        /// Its columns.
-        columns: Vec<(u8, String, u32, i32)>,
-    },
-    /// `I`, `U`, `D`: a row changed; values as text.
-    Change {
-        /// The table's OID.
-        oid: u32,
-        /// What happened.
-        op: Op,
-        /// The old row (or key), when the server sends it.
-        old: Option<Vec<Cell>>,
-        /// The new row.
-        new: Option<Vec<Cell>>,
-    },
-    /// Anything else (origin, type, truncate, message).
-    Other,
-}
-
-impl Message {
-    pub(crate) fn parse(mut b: &[u8]) -> std::result::Result<Self, String> {
-        fn need(b: &[u8], n: usize) -> std::result::Result<(), String> {
-            if b.remaining() < n { Err(format!("truncated: {n} more bytes expected")) } else { Ok(()) }
-        }
-        fn string(b: &mut &[u8]) -> std::result::Result<String, String> {
-            let end = b.iter().position(|&c| c == 0).ok_or("an unterminated string")?;
-            let s = String::from_utf8_lossy(&b[..end]).into_owned();
-            b.advance(end + 1);
-            Ok(s)
-        }
-        fn tuple(b: &mut &[u8]) -> std::result::Result<Vec<Cell>, String> {
-            need(b, 2)?;
-            let n = b.get_i16();
-            let mut out = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
-            for _ in 0..n {
-                need(b, 1)?;
-                match b.get_u8() {
-                    b'n' => out.push(Cell::Null),
-                    b'u' => out.push(Cell::Unchanged),
-                    b't' | b'b' => {
-                        need(b, 4)?;
-                        let len = usize::try_from(b.get_i32()).map_err(|_| "a negative length")?;
-                        need(b, len)?;
-                        out.push(Cell::Text(String::from_utf8_lossy(&b[..len]).into_owned()));
-                        b.advance(len);
-                    }
-                    other => return Err(format!("a column kind {:?}", char::from(other))),
-                }
-            }
-            Ok(out)
-        }
-        need(b, 1)?;
-        let tag = b.get_u8();
-        Ok(match tag {
-            b'B' => {
-                need(b, 20)?;
-                let final_lsn = b.get_u64();
-                let ts = b.get_i64();
-                let xid = b.get_u32();
-                Self::Begin { final_lsn, ts_ms: (ts + PG_EPOCH_US).div_euclid(1000), xid }
-            }
-            b'C' => {
-                need(b, 25)?;
-                let _flags = b.get_u8();
-                let _commit_lsn = b.get_u64();
-                let end_lsn = b.get_u64();
-                Self::Commit { end_lsn }
-            }
-            b'R' => {
-                need(b, 4)?;
-                let oid = b.get_u32();
-                let schema = string(&mut b)?;
-                let name = string(&mut b)?;
-                need(b, 3)?;
-                let _identity = b.get_u8();
-                let n = b.get_i16();
-                let mut columns = Vec::new();
-                for _ in 0..n {
-                    need(b, 1)?;
-                    let flags = b.get_u8();
-                    let col = string(&mut b)?;
-                    need(b, 8)?;
-                    columns.push((flags, col, b.get_u32(), b.get_i32()));
-                }
-                Self::Relation { oid, schema, name, columns }
-            }
-            b'I' => {
-                need(b, 5)?;
-                let oid = b.get_u32();
-                let _n = b.get_u8();
-                Self::Change { oid, op: Op::Create, old: None, new: Some(tuple(&mut b)?) }
-            }
-            b'U' => {
-                need(b, 5)?;
-                let oid = b.get_u32();
-                let mut old = None;
-                let mut kind = b.get_u8();
-                if kind == b'K' || kind == b'O' {
-                    old = Some(tuple(&mut b)?);
-                    need(b, 1)?;
-                    kind = b.get_u8();
-                }
-                if kind != b'N' {
-                    return Err(format!("an update without its new row ({:?})", char::from(kind)));
-                }
-                Self::Change { oid, op: Op::Update, old, new: Some(tuple(&mut b)?) }
-            }
-            b'D' => {
-                need(b, 5)?;
-                let oid = b.get_u32();
-                let _kind = b.get_u8();
-                Self::Change { oid, op: Op::Delete, old: Some(tuple(&mut b)?), new: None }
-            }
-            _ => Self::Other,
-        })
-    }
 }
 
 #[async_trait]
@@ -1065,63 +884,5 @@ impl SourceTask for CdcTask {
             let _ = sqlx::Connection::close(snap.conn).await;
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lsns_read_and_print_as_postgres_does() {
-        assert_eq!(parse_lsn("16/B374D848"), Some(0x16_B374_D848));
-        assert_eq!(lsn_text(0x16_B374_D848), "16/B374D848");
-        assert_eq!(parse_lsn("nonsense"), None);
-    }
-
-    #[test]
-    fn text_values_parse_by_kind() {
-        assert_eq!(parse_text("t", &Kind::Bool), Ok(Value::Boolean(true)));
-        assert_eq!(parse_text("12.50", &Kind::Numeric(Some((10, 2)))), Ok(Value::Decimal { unscaled: 1250, scale: 2 }));
-        assert_eq!(parse_text("\\xdead", &Kind::Bytea), Ok(Value::Bytes(vec![0xde, 0xad].into())));
-        assert_eq!(
-            parse_text("2024-01-01 00:00:01.5+00", &Kind::TimestampTz),
-            Ok(Value::Timestamp(1_704_067_201_500_000))
-        );
-        assert_eq!(
-            parse_text("{a,NULL,\"b,c\",\"q\\\"\"}", &Kind::Array(Box::new(Kind::Text))),
-            Ok(Value::Array(vec![Value::string("a"), Value::Null, Value::string("b,c"), Value::string("q\"")]))
-        );
-        assert!(parse_text("x", &Kind::Int32).is_err());
-    }
-
-    #[test]
-    fn pgoutput_messages_decode() {
-        let mut insert = vec![b'I', 0, 0, 0, 42, b'N', 0, 2, b't', 0, 0, 0, 1, b'7', b'n'];
-        assert_eq!(
-            Message::parse(&insert),
-            Ok(Message::Change {
-                oid: 42,
-                op: Op::Create,
-                old: None,
-                new: Some(vec![Cell::Text("7".into()), Cell::Null])
-            })
-        );
-        insert.truncate(10);
-        assert!(Message::parse(&insert).is_err(), "a truncated message is an error, not a panic");
-        let mut relation = vec![b'R', 0, 0, 0, 42];
-        relation.extend_from_slice(b"public\0t\0");
-        relation.extend_from_slice(&[b'd', 0, 1, 1]);
-        relation.extend_from_slice(b"id\0");
-        relation.extend_from_slice(&[0, 0, 0, 23, 0xff, 0xff, 0xff, 0xff]);
-        assert_eq!(
-            Message::parse(&relation),
-            Ok(Message::Relation {
-                oid: 42,
-                schema: "public".into(),
-                name: "t".into(),
-                columns: vec![(1, "id".into(), 23, -1)]
-            })
-        );
     }
 }

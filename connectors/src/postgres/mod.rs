@@ -9,6 +9,7 @@
 //! their mapping to the Arrow-typed record schema are in [`types`].
 
 pub mod cdc;
+mod pgoutput;
 pub mod sink;
 pub mod source;
 pub mod types;
@@ -205,6 +206,26 @@ pub(crate) async fn columns(conn: &mut PgConnection, table: &Table) -> sqlx::Res
             })
             .collect(),
     ))
+}
+
+/// The default `offsets.table.name` of `PostgresSink`: the sources leave
+/// it out when they list a database's tables, as it is not data.
+pub(crate) const SINK_OFFSETS_TABLE: &str = "plexus_connect_offsets";
+
+/// The database's tables (outside the system schemas), in name order,
+/// without the sink's offsets table.
+pub(crate) async fn list_tables(conn: &mut PgConnection) -> sqlx::Result<Vec<Table>> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT table_schema::text, table_name::text FROM information_schema.tables \
+         WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter(|(_, name)| name != SINK_OFFSETS_TABLE)
+        .map(|(schema, name)| Table { schema: Some(schema), name })
+        .collect())
 }
 
 /// A table's primary key columns in key order (empty: none).

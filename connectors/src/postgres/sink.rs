@@ -124,7 +124,7 @@ fn default_batch() -> usize {
 }
 
 fn default_offsets_table() -> String {
-    "plexus_connect_offsets".into()
+    super::SINK_OFFSETS_TABLE.into()
 }
 
 /// The configured connector.
@@ -151,7 +151,7 @@ impl PostgresSinkConnector {
         if config.batch_max_rows == 0 {
             return Err(err("batch.max.rows", "must be at least 1"));
         }
-        if !config.table_name_format.contains("${topic}") && config.table_name_format.trim().is_empty() {
+        if config.table_name_format.trim().is_empty() {
             return Err(err("table.name.format", "empty; use ${topic} or a table name"));
         }
         Ok(Self { name: name.to_owned(), config, db })
@@ -253,13 +253,17 @@ impl PostgresSinkTask {
     }
 
     /// The record's fields as (column, value), key columns first; `None`
-    /// for a tombstone.
-    fn fields(&self, r: &SinkRecord) -> Result<Option<RowFields>, String> {
-        let record = &r.record;
-        let value_fields = |v: &Value| -> Result<Vec<(String, Value)>, String> {
+    /// for a tombstone when `delete.enabled` is off.
+    ///
+    /// The key and value are taken out of `r` (not copied); its topic,
+    /// partition, offset and schemas stay.
+    fn fields(&self, r: &mut SinkRecord) -> Result<Option<RowFields>, String> {
+        let (partition, offset) = (r.partition, r.offset);
+        let record = &mut r.record;
+        let value_fields = |v: Value| -> Result<Vec<(String, Value)>, String> {
             match v {
-                Value::Struct(fields) => Ok(fields.clone()),
-                Value::Map(entries) => Ok(entries.iter().map(|(k, v)| (k.to_text(), v.clone())).collect()),
+                Value::Struct(fields) => Ok(fields),
+                Value::Map(entries) => Ok(entries.into_iter().map(|(k, v)| (k.to_text(), v)).collect()),
                 other => Err(format!(
                     "the value is a {}, not a struct; a row needs named fields (HoistField can wrap it)",
                     other.type_name()
@@ -278,14 +282,14 @@ impl PostgresSinkTask {
                     names.iter().map(|s| (*s).to_owned()).collect()
                 };
                 fields.push((names[0].clone(), Value::String(record.topic.clone())));
-                fields.push((names[1].clone(), Value::Int32(r.partition)));
-                fields.push((names[2].clone(), Value::Int64(r.offset)));
+                fields.push((names[1].clone(), Value::Int32(partition)));
+                fields.push((names[2].clone(), Value::Int64(offset)));
                 key = names;
             }
-            PkMode::RecordKey => match &record.key {
+            PkMode::RecordKey => match std::mem::take(&mut record.key) {
                 Value::Null => return Err("the record has no key, but pk.mode=record_key".into()),
-                Value::Struct(_) | Value::Map(_) => {
-                    for (name, v) in value_fields(&record.key)? {
+                k @ (Value::Struct(_) | Value::Map(_)) => {
+                    for (name, v) in value_fields(k)? {
                         if self.config.pk_fields.is_empty() || self.config.pk_fields.contains(&name) {
                             key.push(name.clone());
                             fields.push((name, v));
@@ -295,7 +299,7 @@ impl PostgresSinkTask {
                 primitive => {
                     let name = self.config.pk_fields.first().cloned().unwrap_or_else(|| "__connect_key".into());
                     key.push(name.clone());
-                    fields.push((name, primitive.clone()));
+                    fields.push((name, primitive));
                 }
             },
             PkMode::RecordValue => key = self.config.pk_fields.clone(),
@@ -303,7 +307,7 @@ impl PostgresSinkTask {
         if record.value.is_null() {
             return Ok(if self.config.delete_enabled { Some((fields, key)) } else { None });
         }
-        for (name, v) in value_fields(&record.value)? {
+        for (name, v) in value_fields(std::mem::take(&mut record.value))? {
             if !fields.iter().any(|(n, _)| *n == name) {
                 fields.push((name, v));
             }
@@ -389,7 +393,8 @@ impl PostgresSinkTask {
     }
 
     /// Renders one record into its table's pending changes.
-    async fn add(&mut self, r: &SinkRecord) -> Result<Option<String>> {
+    async fn add(&mut self, r: &mut SinkRecord) -> Result<Option<String>> {
+        let tombstone = r.record.value.is_null();
         let (fields, key) = match self.fields(r) {
             Ok(Some(f)) => f,
             Ok(None) => return Ok(None),
@@ -411,7 +416,7 @@ impl PostgresSinkTask {
             }
             key_text.push(text);
         }
-        let change = if r.record.value.is_null() {
+        let change = if tombstone {
             Change::Delete(key_text.clone())
         } else {
             let mut row = vec![None; target.columns.len()];
@@ -639,14 +644,14 @@ impl SinkTask for PostgresSinkTask {
 
     async fn put(&mut self, records: Vec<SinkRecord>) -> Result<Vec<Rejected>> {
         let mut rejected = std::mem::take(&mut self.carried);
-        for r in &records {
+        for mut r in records {
             let tp = TopicPartition::new(r.record.topic.clone(), r.partition);
             // A retried put gives again what an earlier try already took.
             if self.buffered.get(&tp).is_some_and(|next| r.offset < *next) {
                 continue;
             }
-            if let Some(reason) = self.add(r).await? {
-                rejected.push(Rejected::new(r, reason));
+            if let Some(reason) = self.add(&mut r).await? {
+                rejected.push(Rejected::new(&r, reason));
             }
             self.buffered.insert(tp, r.offset + 1);
         }

@@ -39,7 +39,7 @@ use sqlx::postgres::PgConnection;
 use sqlx::{Column as _, Executor, TypeInfo as _};
 
 use super::types::{Kind, parse_text};
-use super::{Column, Database, Table, columns, primary_key, quote};
+use super::{Column, Database, Table, columns, list_tables, primary_key, quote};
 use crate::connector::{SourceConnector, SourceOffsets, SourceTask};
 use crate::data::Value;
 use crate::error::{Error, Result};
@@ -250,19 +250,7 @@ impl PostgresSourceTask {
         let db = self.db.clone();
         let mut tables: Vec<Table> = if whitelist.is_empty() {
             let conn = self.conn().await?;
-            let rows: Vec<(String, String)> = sqlx::query_as(
-                "SELECT table_schema::text, table_name::text FROM information_schema.tables \
-                 WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema') \
-                 ORDER BY 1, 2",
-            )
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(|e| db.error("listing tables", &e))?;
-            rows.into_iter()
-                .map(|(schema, name)| Table { schema: Some(schema), name })
-                // The PostgresSink's offsets are not data.
-                .filter(|t| t.name != "plexus_connect_offsets")
-                .collect()
+            list_tables(conn).await.map_err(|e| db.error("listing tables", &e))?
         } else {
             whitelist.iter().map(|t| Table::parse(t)).collect()
         };

@@ -642,4 +642,20 @@ mod tests {
         let err = copy_field(&Value::Int64(70_000), &Kind::Int16, &mut out).expect_err("range");
         assert_eq!(err, "70000 is out of range for type smallint");
     }
+
+    #[test]
+    fn text_values_parse_by_kind() {
+        assert_eq!(parse_text("t", &Kind::Bool), Ok(Value::Boolean(true)));
+        assert_eq!(parse_text("12.50", &Kind::Numeric(Some((10, 2)))), Ok(Value::Decimal { unscaled: 1250, scale: 2 }));
+        assert_eq!(parse_text("\\xdead", &Kind::Bytea), Ok(Value::Bytes(vec![0xde, 0xad].into())));
+        assert_eq!(
+            parse_text("2024-01-01 00:00:01.5+00", &Kind::TimestampTz),
+            Ok(Value::Timestamp(1_704_067_201_500_000))
+        );
+        assert_eq!(
+            parse_text("{a,NULL,\"b,c\",\"q\\\"\"}", &Kind::Array(Box::new(Kind::Text))),
+            Ok(Value::Array(vec![Value::string("a"), Value::Null, Value::string("b,c"), Value::string("q\"")]))
+        );
+        assert!(parse_text("x", &Kind::Int32).is_err());
+    }
 }

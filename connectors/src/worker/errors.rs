@@ -38,6 +38,20 @@ pub(crate) struct Origin<'a> {
     pub(crate) headers: &'a [Header],
 }
 
+impl<'a> Origin<'a> {
+    /// A record as a sink read it.
+    pub(crate) fn read(r: &'a plexus_core::ConsumerRecord) -> Self {
+        Self {
+            topic: &r.topic,
+            partition: r.partition,
+            offset: r.offset,
+            key: r.key.clone(),
+            value: r.value.clone(),
+            headers: &r.headers,
+        }
+    }
+}
+
 /// Handles a failed record (see the module docs): `Err` stops the task.
 pub(crate) async fn tolerate(
     ctx: &TaskContext,

@@ -156,15 +156,7 @@ impl Sink<'_> {
             else {
                 continue;
             };
-            let origin = Origin {
-                topic: &r.topic,
-                partition: r.partition,
-                offset: r.offset,
-                key: r.key.clone(),
-                value: r.value.clone(),
-                headers: &r.headers,
-            };
-            tolerate(self.ctx, self.dead_letters.as_deref(), origin, "task", &reject.reason).await?;
+            tolerate(self.ctx, self.dead_letters.as_deref(), Origin::read(r), "task", &reject.reason).await?;
         }
         self.ctx.shared.metrics.records.fetch_add(n.saturating_sub(rejected.len() as u64), Ordering::Relaxed);
         Ok(())
@@ -173,14 +165,7 @@ impl Sink<'_> {
     /// One record through the converters and transforms (`None`: dropped
     /// by a transform, or skipped as failed).
     async fn convert(&self, r: &ConsumerRecord) -> Result<Option<ConnectRecord>> {
-        let origin = || Origin {
-            topic: &r.topic,
-            partition: r.partition,
-            offset: r.offset,
-            key: r.key.clone(),
-            value: r.value.clone(),
-            headers: &r.headers,
-        };
+        let origin = || Origin::read(r);
         let dead_letters = self.dead_letters.as_deref();
         let (key_schema, key) = match self.ctx.common.key_converter.to_connect(r.key.as_deref()) {
             Ok(k) => k,
