@@ -136,9 +136,10 @@ pub enum Tolerance {
 pub struct CommonConfig {
     /// `tasks.max` (default 1).
     pub tasks_max: usize,
-    /// `key.converter` (default: JSON with schemas).
+    /// `key.converter` (default: JSON without the schema envelope, which
+    /// reads an envelope too; see [`Converter`]).
     pub key_converter: Converter,
-    /// `value.converter` (default: JSON with schemas).
+    /// `value.converter` (default as for the key).
     pub value_converter: Converter,
     /// `errors.tolerance`.
     pub tolerance: Tolerance,
@@ -195,6 +196,13 @@ pub fn is_common_key(key: &str) -> bool {
 impl CommonConfig {
     /// Reads the shared keys of `config`.
     pub fn parse(config: &ConnectorConfig) -> Result<Self> {
+        Self::parse_with(config, false)
+    }
+
+    /// Reads the shared keys of `config`, for a class whose JSON converters
+    /// embed the schema unless told otherwise when `schemas` (see
+    /// [`crate::ConnectorClass::schemas_by_default`]).
+    pub fn parse_with(config: &ConnectorConfig, schemas: bool) -> Result<Self> {
         let name = &config.name;
         let err = |key: &str, reason: String| Error::config(name, key, reason);
         let tasks_max: usize = typed(config, "tasks.max")?.unwrap_or(1);
@@ -230,8 +238,8 @@ impl CommonConfig {
         };
         Ok(Self {
             tasks_max,
-            key_converter: Converter::parse(config, "key.converter")?,
-            value_converter: Converter::parse(config, "value.converter")?,
+            key_converter: Converter::parse(config, "key.converter", schemas)?,
+            value_converter: Converter::parse(config, "value.converter", schemas)?,
             tolerance,
             retry_timeout,
             retry_delay_max: Duration::from_millis(typed(config, "errors.retry.delay.max.ms")?.unwrap_or(60_000)),

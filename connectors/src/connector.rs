@@ -43,6 +43,16 @@ pub trait ConnectorClass: Send + Sync + std::fmt::Debug {
     /// Parses and checks the class's own keys (the shared ones are
     /// [`crate::config::CommonConfig`]'s).
     fn configure(&self, config: &ConnectorConfig) -> Result<Connector>;
+
+    /// Whether its JSON converters embed the schema (Kafka Connect's
+    /// envelope) when `schemas.enable` is not set. Plexus writes plain JSON
+    /// by default; a class whose records carry types plain JSON loses
+    /// (PostgreSQL rows: `numeric(p,s)`, microsecond timestamps, `bytea`)
+    /// embeds them, as Kafka Connect's worker does by default, so a sink
+    /// that auto-creates tables makes the same column types.
+    fn schemas_by_default(&self) -> bool {
+        false
+    }
 }
 
 /// Kafka Connect's names for the built-in classes, and what they are here.

@@ -6,7 +6,12 @@
 //!
 //! Plexus's default is JSON *without* the schema envelope: a record's
 //! value in the log is the plain JSON a person or a `Json<T>` serde reads
-//! (Kafka's worker default embeds the schema in every record).
+//! (Kafka's worker default embeds the schema in every record). Reading,
+//! the default takes both: a value that is exactly Kafka Connect's
+//! envelope (`{"schema": {…}, "payload": …}`, a valid schema) is read
+//! with its schema, anything else as plain JSON — so a sink reads what a
+//! source wrote with `schemas.enable=true` without being told.
+//! `schemas.enable=false` set explicitly reads every value as plain JSON.
 
 use arrow_schema::DataType;
 use bytes::Bytes;
@@ -21,8 +26,10 @@ use crate::error::{Error, Result};
 pub enum Converter {
     /// JSON; with `schemas`, Kafka Connect's `{"schema": …, "payload": …}`.
     Json {
-        /// `schemas.enable`.
+        /// `schemas.enable`: write the envelope, and expect it when reading.
         schemas: bool,
+        /// Read an envelope as one when `schemas.enable` was not set.
+        detect: bool,
     },
     /// UTF-8 text.
     String,
@@ -32,13 +39,16 @@ pub enum Converter {
 
 impl Converter {
     /// Reads `<prefix>` (`key.converter` / `value.converter`) and
-    /// `<prefix>.schemas.enable`.
-    pub fn parse(config: &ConnectorConfig, prefix: &str) -> Result<Self> {
+    /// `<prefix>.schemas.enable` (when unset: `schemas`).
+    pub fn parse(config: &ConnectorConfig, prefix: &str, schemas: bool) -> Result<Self> {
         let class = config.get(prefix).unwrap_or("json");
         let short = class.rsplit('.').next().unwrap_or(class);
         let schemas_key = format!("{prefix}.schemas.enable");
         match short {
-            "JsonConverter" | "json" => Ok(Self::Json { schemas: typed(config, &schemas_key)?.unwrap_or(false) }),
+            "JsonConverter" | "json" => {
+                let set: Option<bool> = typed(config, &schemas_key)?;
+                Ok(Self::Json { schemas: set.unwrap_or(schemas), detect: set.is_none() })
+            }
             "StringConverter" | "string" => Ok(Self::String),
             "ByteArrayConverter" | "bytes" => Ok(Self::Bytes),
             _ => Err(Error::config(
@@ -55,25 +65,28 @@ impl Converter {
 
     /// The bytes for a value (`None`: null, a tombstone).
     pub fn from_connect(&self, schema: Option<&DataType>, value: &Value) -> Result<Option<Bytes>, String> {
-        if value.is_null() && !matches!(self, Self::Json { schemas: true }) {
+        if value.is_null() && !matches!(self, Self::Json { schemas: true, .. }) {
             return Ok(None);
         }
         match self {
-            Self::Json { schemas: false } => {
+            Self::Json { schemas: false, .. } => {
                 let mut out = Vec::with_capacity(64);
-                value.write_json(&mut out);
+                value.write_json_as(schema, &mut out);
                 Ok(Some(Bytes::from(out)))
             }
-            Self::Json { schemas: true } => {
+            Self::Json { schemas: true, .. } => {
                 if value.is_null() {
                     return Ok(None);
                 }
                 let schema = schema.cloned().unwrap_or_else(|| infer_schema(value));
-                let envelope = serde_json::json!({
-                    "schema": schema_to_json(&schema, true),
-                    "payload": value.to_json_typed(&schema),
-                });
-                Ok(Some(Bytes::from(envelope.to_string())))
+                // The schema first, as Kafka's JsonConverter writes it.
+                let mut out = Vec::with_capacity(256);
+                out.extend_from_slice(b"{\"schema\":");
+                out.extend_from_slice(schema_to_json(&schema, true).to_string().as_bytes());
+                out.extend_from_slice(b",\"payload\":");
+                out.extend_from_slice(value.to_json_typed(&schema).to_string().as_bytes());
+                out.push(b'}');
+                Ok(Some(Bytes::from(out)))
             }
             Self::String => Ok(Some(Bytes::from(value.to_text()))),
             Self::Bytes => match value {
@@ -88,24 +101,34 @@ impl Converter {
     pub fn to_connect(&self, bytes: Option<&[u8]>) -> Result<(Option<DataType>, Value), String> {
         let Some(bytes) = bytes else { return Ok((None, Value::Null)) };
         match self {
-            Self::Json { schemas } => {
+            Self::Json { schemas, detect } => {
                 let not_json = |e: serde_json::Error| {
                     format!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes[..bytes.len().min(80)]))
                 };
-                if !schemas {
+                let needs = "schemas.enable=true needs {\"schema\": …, \"payload\": …}; \
+                             set schemas.enable=false for plain JSON";
+                let envelope = *schemas || (*detect && looks_like_envelope(bytes));
+                if !envelope {
                     return Value::parse_json(bytes).map(|v| (None, v)).map_err(not_json);
                 }
                 let json: Json = serde_json::from_slice(bytes).map_err(not_json)?;
-                let Json::Object(mut envelope) = json else {
-                    return Err("schemas.enable=true needs {\"schema\": …, \"payload\": …}; set schemas.enable=false for plain JSON".into());
-                };
+                let Json::Object(mut envelope) = json else { return Err(needs.into()) };
+                if !schemas && envelope.len() != 2 {
+                    // Detected, but other keys too: plain JSON.
+                    return Value::parse_json(bytes).map(|v| (None, v)).map_err(not_json);
+                }
                 let (Some(schema), Some(payload)) = (envelope.remove("schema"), envelope.remove("payload")) else {
-                    return Err("schemas.enable=true needs {\"schema\": …, \"payload\": …}; set schemas.enable=false for plain JSON".into());
+                    return Err(needs.into());
                 };
                 if schema.is_null() {
                     return Ok((None, Value::from_json(payload)));
                 }
-                let (schema, _) = schema_from_json(&schema)?;
+                let (schema, _) = match schema_from_json(&schema) {
+                    Ok(s) => s,
+                    // Detected, but not an envelope after all: plain JSON.
+                    Err(_) if !schemas => return Value::parse_json(bytes).map(|v| (None, v)).map_err(not_json),
+                    Err(e) => return Err(e),
+                };
                 let value = Value::from_json_typed(payload, &schema)?;
                 Ok((Some(schema), value))
             }
@@ -118,6 +141,16 @@ impl Converter {
     }
 }
 
+/// Whether JSON text starts as Kafka Connect's envelope does: an object
+/// whose first key is `"schema"` or `"payload"` and that has the other
+/// (the caller parses it to be sure).
+fn looks_like_envelope(bytes: &[u8]) -> bool {
+    let text = bytes.trim_ascii_start();
+    let Some(rest) = text.strip_prefix(b"{").map(<[u8]>::trim_ascii_start) else { return false };
+    (rest.starts_with(b"\"schema\"") && memchr::memmem::find(rest, b"\"payload\"").is_some())
+        || (rest.starts_with(b"\"payload\"") && memchr::memmem::find(rest, b"\"schema\"").is_some())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,21 +158,47 @@ mod tests {
     #[test]
     fn json_with_and_without_the_envelope_round_trips() {
         let value = Value::Struct(vec![("id".into(), Value::Int64(1)), ("name".into(), Value::string("ada"))]);
-        for c in [Converter::Json { schemas: false }, Converter::Json { schemas: true }] {
+        for c in [Converter::Json { schemas: false, detect: false }, Converter::Json { schemas: true, detect: false }] {
             let bytes = c.from_connect(None, &value).expect("to bytes").expect("not null");
             let (_, back) = c.to_connect(Some(&bytes)).expect("from bytes");
             assert_eq!(back, value, "{c:?}");
         }
-        let plain = Converter::Json { schemas: false }.from_connect(None, &value).expect("json").expect("bytes");
+        let plain =
+            Converter::Json { schemas: false, detect: false }.from_connect(None, &value).expect("json").expect("bytes");
         assert_eq!(&plain[..], br#"{"id":1,"name":"ada"}"#);
-        assert_eq!(Converter::Json { schemas: false }.from_connect(None, &Value::Null).expect("null"), None);
+        assert_eq!(
+            Converter::Json { schemas: false, detect: false }.from_connect(None, &Value::Null).expect("null"),
+            None
+        );
+    }
+
+    #[test]
+    fn the_default_reads_an_envelope_and_plain_json_alike() {
+        let value = Value::Struct(vec![("at".into(), Value::Timestamp(1_700_000_000_123_456))]);
+        let schema = DataType::Struct(
+            vec![arrow_schema::Field::new("at", DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, None), true)]
+                .into(),
+        );
+        let enveloped =
+            Converter::Json { schemas: true, detect: false }.from_connect(Some(&schema), &value).expect("json");
+        let default = Converter::Json { schemas: false, detect: true };
+        let (read_schema, back) = default.to_connect(enveloped.as_deref()).expect("envelope");
+        assert_eq!((read_schema.as_ref(), &back), (Some(&schema), &value));
+        // Schemaless, microseconds go as RFC 3339 text: nothing is lost.
+        let plain = default.from_connect(Some(&schema), &value).expect("json").expect("bytes");
+        assert_eq!(&plain[..], br#"{"at":"2023-11-14T22:13:20.123456Z"}"#);
+        // Something that only looks like an envelope is plain JSON.
+        let odd = br#"{"schema": "mine", "payload": 1}"#;
+        let (none, back) = default.to_connect(Some(odd)).expect("plain");
+        assert!(none.is_none());
+        assert_eq!(back.field("schema"), Some(&Value::string("mine")));
     }
 
     #[test]
     fn bad_bytes_say_what_they_are() {
-        let e = Converter::Json { schemas: false }.to_connect(Some(b"{oops")).expect_err("not json");
+        let e = Converter::Json { schemas: false, detect: false }.to_connect(Some(b"{oops")).expect_err("not json");
         assert!(e.starts_with("not JSON"), "{e}");
-        let e = Converter::Json { schemas: true }.to_connect(Some(b"[1]")).expect_err("no envelope");
+        let e = Converter::Json { schemas: true, detect: false }.to_connect(Some(b"[1]")).expect_err("no envelope");
         assert!(e.contains("schemas.enable=false"), "{e}");
         let e = Converter::String.to_connect(Some(&[0xff, 0xfe])).expect_err("not utf-8");
         assert!(e.starts_with("not UTF-8"), "{e}");

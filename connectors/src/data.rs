@@ -25,6 +25,9 @@ use base64::Engine as _;
 use bytes::Bytes;
 use serde_json::{Map, Number, Value as Json, json};
 
+use crate::datetime::{TIMESTAMP_INFINITY, TIMESTAMP_NEG_INFINITY};
+pub use crate::datetime::{date_text, days_from_civil, time_text, timestamp_text};
+
 /// One value of a record's key or value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -148,14 +151,14 @@ impl Value {
             Self::Int16(n) => json!(n),
             Self::Int32(n) => json!(n),
             Self::Int64(n) => json!(n),
-            Self::Float32(n) => Number::from_f64(f64::from(*n)).map_or(Json::Null, Json::Number),
-            Self::Float64(n) => Number::from_f64(*n).map_or(Json::Null, Json::Number),
+            Self::Float32(n) => float_json(f64::from(*n)),
+            Self::Float64(n) => float_json(*n),
             Self::String(s) => Json::String(s.clone()),
             Self::Bytes(b) => Json::String(base64::engine::general_purpose::STANDARD.encode(b)),
             Self::Decimal { unscaled, scale } => Json::String(decimal_text(*unscaled, *scale)),
             Self::Date(days) => Json::String(date_text(*days)),
             Self::Time(us) => Json::String(time_text(*us)),
-            Self::Timestamp(us) => json!(us.div_euclid(1000)),
+            Self::Timestamp(us) => json!(timestamp_millis(*us)),
             Self::Array(items) => Json::Array(items.iter().map(Value::to_json).collect()),
             Self::Map(entries) => {
                 Json::Object(entries.iter().map(|(k, v)| (k.to_text(), v.to_json())).collect::<Map<_, _>>())
@@ -169,19 +172,39 @@ impl Value {
     /// Schemaless JSON text, as [`Value::to_json`] gives, with struct
     /// fields in their order (no intermediate JSON tree).
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        match self {
-            Self::String(s) => write_json_str(out, s),
-            Self::Array(items) => {
+        self.write_json_as(None, out);
+    }
+
+    /// Schemaless JSON text of a value that has `schema`: as
+    /// [`Value::write_json`], except that timestamps the schema says are
+    /// microseconds (PostgreSQL's) are written as RFC 3339 text with all
+    /// six digits rather than Kafka Connect's milliseconds, so that a
+    /// sink reading the JSON without its schema still gets them exactly.
+    pub fn write_json_as(&self, schema: Option<&DataType>, out: &mut Vec<u8>) {
+        match (self, schema) {
+            (Self::String(s), _) => write_json_str(out, s),
+            (Self::Timestamp(us), Some(DataType::Timestamp(TimeUnit::Microsecond | TimeUnit::Nanosecond, _))) => {
+                write_json_str(out, &timestamp_text(*us));
+            }
+            (Self::Array(items), _) => {
+                let item = match schema {
+                    Some(DataType::List(f) | DataType::LargeList(f)) => Some(f.data_type()),
+                    _ => None,
+                };
                 out.push(b'[');
                 for (i, v) in items.iter().enumerate() {
                     if i > 0 {
                         out.push(b',');
                     }
-                    v.write_json(out);
+                    v.write_json_as(item, out);
                 }
                 out.push(b']');
             }
-            Self::Struct(fields) => {
+            (Self::Struct(fields), _) => {
+                let defs = match schema {
+                    Some(DataType::Struct(defs)) => Some(defs),
+                    _ => None,
+                };
                 out.push(b'{');
                 for (i, (k, v)) in fields.iter().enumerate() {
                     if i > 0 {
@@ -189,11 +212,14 @@ impl Value {
                     }
                     write_json_str(out, k);
                     out.push(b':');
-                    v.write_json(out);
+                    // Fields are usually in the schema's order.
+                    let t = defs
+                        .and_then(|d| d.get(i).filter(|f| f.name() == k).or_else(|| d.iter().find(|f| f.name() == k)));
+                    v.write_json_as(t.map(|f| f.data_type()), out);
                 }
                 out.push(b'}');
             }
-            Self::Map(entries) => {
+            (Self::Map(entries), _) => {
                 out.push(b'{');
                 for (i, (k, v)) in entries.iter().enumerate() {
                     if i > 0 {
@@ -205,7 +231,7 @@ impl Value {
                 }
                 out.push(b'}');
             }
-            other => out.extend_from_slice(other.to_json().to_string().as_bytes()),
+            (other, _) => out.extend_from_slice(other.to_json().to_string().as_bytes()),
         }
     }
 
@@ -267,6 +293,51 @@ impl Value {
             }
             _ => self.to_json(),
         }
+    }
+}
+
+/// A float as JSON: a number, or — JSON having none for them — `"NaN"`,
+/// `"Infinity"` and `"-Infinity"` as strings, as Kafka Connect's
+/// `JsonConverter` (Jackson) writes them; [`Value::from_json_typed`] reads
+/// them back.
+fn float_json(x: f64) -> Json {
+    match Number::from_f64(x) {
+        Some(n) => Json::Number(n),
+        None if x.is_nan() => Json::String("NaN".into()),
+        None if x > 0.0 => Json::String("Infinity".into()),
+        None => Json::String("-Infinity".into()),
+    }
+}
+
+/// A float written by [`float_json`], or `None`.
+fn float_from_json(json: &Json) -> Option<f64> {
+    match json {
+        Json::Number(n) => n.as_f64(),
+        Json::String(s) => match s.as_str() {
+            "NaN" => Some(f64::NAN),
+            "Infinity" => Some(f64::INFINITY),
+            "-Infinity" => Some(f64::NEG_INFINITY),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Microseconds as Kafka Connect's milliseconds, the infinities kept as
+/// the largest and smallest `i64` (see [`crate::datetime`]).
+fn timestamp_millis(us: i64) -> i64 {
+    match us {
+        TIMESTAMP_INFINITY | TIMESTAMP_NEG_INFINITY => us,
+        _ => us.div_euclid(1000),
+    }
+}
+
+/// Milliseconds as microseconds (the inverse of [`timestamp_millis`]);
+/// `None` past what microseconds hold.
+pub fn timestamp_from_millis(ms: i64) -> Option<i64> {
+    match ms {
+        TIMESTAMP_INFINITY | TIMESTAMP_NEG_INFINITY => Some(ms),
+        _ => ms.checked_mul(1000).filter(|us| *us != TIMESTAMP_INFINITY && *us != TIMESTAMP_NEG_INFINITY),
     }
 }
 
@@ -526,8 +597,8 @@ fn from_typed(json: Json, schema: &DataType, path: &str) -> Result<Value, String
         DataType::Int32 => Value::Int32(i32::try_from(int(&json)?).map_err(|_| at("an int32", &json))?),
         DataType::Int64 => Value::Int64(int(&json)?),
         #[allow(clippy::cast_possible_truncation)] // a JSON float narrowed to the schema's float
-        DataType::Float32 => Value::Float32(json.as_f64().ok_or_else(|| at("a number", &json))? as f32),
-        DataType::Float64 => Value::Float64(json.as_f64().ok_or_else(|| at("a number", &json))?),
+        DataType::Float32 => Value::Float32(float_from_json(&json).ok_or_else(|| at("a number", &json))? as f32),
+        DataType::Float64 => Value::Float64(float_from_json(&json).ok_or_else(|| at("a number", &json))?),
         DataType::Utf8 | DataType::LargeUtf8 => match json {
             Json::String(s) => Value::String(s),
             other => Value::String(other.to_string()),
@@ -539,14 +610,14 @@ fn from_typed(json: Json, schema: &DataType, path: &str) -> Result<Value, String
             Value::Bytes(Bytes::from(b))
         }
         DataType::Timestamp(TimeUnit::Microsecond | TimeUnit::Nanosecond, _) => match &json {
-            Json::String(s) => Value::Timestamp(
-                chrono::DateTime::parse_from_rfc3339(s)
-                    .map_err(|e| at(&format!("an ISO-8601 timestamp ({e})"), &json))?
-                    .timestamp_micros(),
-            ),
+            Json::String(s) => {
+                Value::Timestamp(crate::datetime::parse_timestamp(s).ok_or_else(|| at("an ISO-8601 timestamp", &json))?)
+            }
             _ => Value::Timestamp(int(&json)?),
         },
-        DataType::Timestamp(..) => Value::Timestamp(int(&json)?.saturating_mul(1000)),
+        DataType::Timestamp(..) => {
+            Value::Timestamp(timestamp_from_millis(int(&json)?).ok_or_else(|| at("a timestamp in range", &json))?)
+        }
         DataType::Date32 | DataType::Date64 => {
             Value::Date(i32::try_from(int(&json)?).map_err(|_| at("a day number", &json))?)
         }
@@ -639,68 +710,9 @@ pub fn decimal_text(unscaled: i128, scale: i8) -> String {
     format!("{}{int}.{frac}", if unscaled < 0 { "-" } else { "" })
 }
 
-/// Days since the epoch as `YYYY-MM-DD` (proleptic Gregorian).
-pub fn date_text(days: i32) -> String {
-    let (y, m, d) = civil_from_days(i64::from(days));
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-/// Microseconds since midnight as `HH:MM:SS.ffffff`.
-pub fn time_text(us: i64) -> String {
-    let s = us.div_euclid(1_000_000);
-    format!("{:02}:{:02}:{:02}.{:06}", s / 3600, s / 60 % 60, s % 60, us.rem_euclid(1_000_000))
-}
-
-/// Microseconds since the epoch as RFC 3339 in UTC.
-pub fn timestamp_text(us: i64) -> String {
-    let days = us.div_euclid(86_400_000_000);
-    let rest = us.rem_euclid(86_400_000_000);
-    #[allow(clippy::cast_possible_truncation)] // |days| < 2^31 for any i64 of microseconds
-    let date = date_text(days as i32);
-    format!("{date}T{}Z", time_text(rest))
-}
-
-/// Howard Hinnant's `civil_from_days`: (year, month, day) of a day number.
-/// Hand-written because this crate has no date library and needs only
-/// this one conversion (and [`days_from_civil`]).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = u32::try_from(doy - (153 * mp + 2) / 5 + 1).unwrap_or(1);
-    let m = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-/// The day number of a civil date (the inverse of `civil_from_days`).
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates_round_trip_through_civil_dates() {
-        for days in [-719_468, -1, 0, 1, 59, 365, 11_016, 20_000, 2_932_896] {
-            let (y, m, d) = civil_from_days(days);
-            assert_eq!(days_from_civil(y, m, d), days, "{y}-{m}-{d}");
-        }
-        assert_eq!(date_text(0), "1970-01-01");
-        assert_eq!(date_text(19_723), "2024-01-01");
-        assert_eq!(timestamp_text(1_704_067_200_000_001), "2024-01-01T00:00:00.000001Z");
-    }
 
     #[test]
     fn decimals_print_and_encode_as_kafka_connect_does() {

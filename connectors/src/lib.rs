@@ -35,6 +35,7 @@ pub mod config;
 pub mod connector;
 pub mod converter;
 pub mod data;
+pub mod datetime;
 mod error;
 pub mod file;
 pub mod offsets;

@@ -60,6 +60,13 @@ enum Command {
     Demo(demo::DemoArgs),
 }
 
+impl Cli {
+    /// Whether the command runs as a long-lived service (`plexus serve`).
+    pub(crate) fn is_service(&self) -> bool {
+        matches!(self.command, Command::Serve(_))
+    }
+}
+
 /// Opens the data directory.
 pub(crate) fn open_log(dir: &std::path::Path) -> anyhow::Result<Log> {
     Ok(Log::open(LogConfig::new(dir))?)

@@ -122,6 +122,59 @@ fn a_bad_connector_config_is_one_clear_error() {
 }
 
 #[test]
+fn the_demo_reads_money_written_with_two_decimals() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let input = dir.path().join("money.csv");
+    let mut csv = String::from("payer,payee,amount,ts\n");
+    for i in 0..300_u64 {
+        // 284.20, 3.00 and 7: one column of numbers, however written.
+        let amount = match i % 3 {
+            0 => format!("{}.{:02}", i, i % 100 / 10 * 10),
+            1 => format!("{}.00", i % 7),
+            _ => format!("{}", i % 11),
+        };
+        csv.push_str(&format!("payer-{},payee-{},{amount},{}\n", i % 13, i % 5, 1_700_000_000_000 + i * 60));
+    }
+    std::fs::write(&input, csv).expect("input");
+    let out = super::ok(&dir.path().join("data"), &["demo", "--input", input.to_str().expect("utf8")], None);
+    assert!(out.contains("300 payments in"), "{out}");
+}
+
+#[test]
+fn a_failing_connector_prints_its_error_once_without_colour_codes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let input = dir.path().join("bad.csv");
+    // The types come from the first 1,000 rows; the bad cell is past them.
+    let mut csv = String::from("payer,amount\n");
+    for i in 0..1_000 {
+        csv.push_str(&format!("p{i},{i}.50\n"));
+    }
+    csv.push_str("bob,twelve\n");
+    std::fs::write(&input, csv).expect("input");
+    let config = dir.path().join("in.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"name": "in", "config": {{"connector.class": "FileSource", "file": "{}", "format": "csv", "topic": "in"}}}}"#,
+            input.display()
+        ),
+    )
+    .expect("config");
+    let out = super::plexus(&dir.path().join("data"), &["connect", "run", config.to_str().expect("utf8")], None);
+    assert!(!out.status.success(), "a connector that failed fails the command");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!err.contains('\u{1b}'), "no colour codes when stderr is not a terminal: {err:?}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("twelve")).collect();
+    assert_eq!(lines.len(), 1, "the error once: {err}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    assert!(
+        lines[0].contains("bad.csv: line 1002: column \"amount\": \"twelve\" is not a number"),
+        "the file, line and column: {err}"
+    );
+}
+
+#[test]
 fn the_demo_totals_equal_sums_computed_from_its_input_file() {
     let dir = tempfile::tempdir().expect("tmp");
     let data = dir.path().join("demo");

@@ -4,10 +4,11 @@
 //!
 //! Both take `format`: `lines` (the default, Kafka's: one record per line,
 //! the value is the line), `json` (JSON lines: each line one value) or
-//! `csv` (a header line naming the fields, then one struct per line; cells
-//! that read back as the same integer, number or boolean are typed so,
-//! the rest are strings); the sink also writes `parquet`.
+//! `csv` (a header line naming the fields, then one struct per line, each
+//! column of one type inferred from the file's first rows: [`csv`]); the
+//! sink also writes `parquet`.
 
+pub(crate) mod csv;
 mod parquet;
 pub mod sink;
 pub mod source;
@@ -76,26 +77,5 @@ impl ConnectorClass for FileSink {
     fn configure(&self, config: &ConnectorConfig) -> Result<Connector> {
         let c: sink::FileSinkConfig = crate::config::class_config(config)?;
         Ok(Connector::Sink(Box::new(sink::FileSinkConnector::new(&config.name, c)?)))
-    }
-}
-
-/// A CSV cell as the value it reads as (see the module docs).
-pub(crate) fn csv_cell(cell: &str) -> crate::data::Value {
-    use crate::data::Value;
-    if let Ok(n) = cell.parse::<i64>()
-        && n.to_string() == cell
-    {
-        return Value::Int64(n);
-    }
-    if let Ok(x) = cell.parse::<f64>()
-        && x.is_finite()
-        && x.to_string() == cell
-    {
-        return Value::Float64(x);
-    }
-    match cell {
-        "true" => Value::Boolean(true),
-        "false" => Value::Boolean(false),
-        _ => Value::String(cell.to_owned()),
     }
 }

@@ -25,7 +25,8 @@ use memchr::memchr;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
-use super::{Format, csv_cell};
+use super::Format;
+use super::csv::{CsvColumns, cells as csv_cells, sample as csv_sample};
 use crate::connector::{SourceConnector, SourceOffsets, SourceTask};
 use crate::data::Value;
 use crate::error::{Error, Result};
@@ -122,6 +123,11 @@ struct Tailed {
     partial: Vec<u8>,
     /// The CSV header (read from the file's first line).
     header: Option<Vec<String>>,
+    /// The CSV columns' names and types, inferred at the first data line.
+    columns: Option<CsvColumns>,
+    /// The number of the next line (1 is the first), when known: counted
+    /// from the start, or stored with the offset.
+    line: Option<u64>,
     /// Set once the name points at another file: drain, then switch.
     rotated_since: Option<Instant>,
 }
@@ -165,21 +171,23 @@ impl FileSourceTask {
         let stored = self.stored.remove(&partition.to_string()).map(|(_, o)| o);
         let stored_inode = stored.as_ref().and_then(|o| o.get("inode")).and_then(Json::as_u64);
         let stored_position = stored.as_ref().and_then(|o| o.get("position")).and_then(Json::as_u64).unwrap_or(0);
-        let (open_path, position) = match stored_inode {
-            None => (path.to_owned(), stored_position),
-            Some(ino) if ino == meta.ino() => (path.to_owned(), stored_position),
+        let stored_line = stored.as_ref().and_then(|o| o.get("line")).and_then(Json::as_u64);
+        let (open_path, position, line) = match stored_inode {
+            None => (path.to_owned(), stored_position, stored_line),
+            Some(ino) if ino == meta.ino() => (path.to_owned(), stored_position, stored_line),
             // Rotated while we were away: finish the old file first.
             Some(ino) => match find_inode(path, ino) {
-                Some(old) => (old, stored_position),
-                None => (path.to_owned(), 0),
+                Some(old) => (old, stored_position, stored_line),
+                None => (path.to_owned(), 0, None),
             },
         };
+        let line = if position == 0 { Some(1) } else { line };
         let mut file = File::open(&open_path).map_err(|e| self.io(&open_path, e))?;
         let inode = file.metadata().map_err(|e| self.io(&open_path, e))?.ino();
         // From the start, the first line read is the header; past it, it
         // is read now.
         let header = match self.config.format {
-            Format::Csv if position > 0 => read_header(&open_path).map_err(|e| self.io(&open_path, e))?,
+            Format::Csv if position > 0 => csv_sample(&file).map_err(|e| self.io(&open_path, e))?.0,
             _ => None,
         };
         file.seek(SeekFrom::Start(position)).map_err(|e| self.io(&open_path, e))?;
@@ -195,6 +203,8 @@ impl FileSourceTask {
                 position,
                 partial: Vec::new(),
                 header,
+                columns: None,
+                line,
                 rotated_since,
             },
         );
@@ -211,7 +221,10 @@ impl FileSourceTask {
         if out.len() > start
             && let Some(last) = out.last_mut()
         {
-            last.source_offset = json!({ "position": t.position, "inode": t.inode });
+            last.source_offset = match t.line {
+                Some(line) => json!({ "position": t.position, "inode": t.inode, "line": line }),
+                None => json!({ "position": t.position, "inode": t.inode }),
+            };
         }
         self.files.insert(path.to_owned(), t);
         result
@@ -269,10 +282,10 @@ impl FileSourceTask {
                 t.file = file;
                 t.inode = inode;
                 t.position = 0;
+                t.line = Some(1);
                 t.rotated_since = None;
-                if self.config.format == Format::Csv {
-                    t.header = None;
-                }
+                t.header = None;
+                t.columns = None;
             }
         }
         Ok(())
@@ -280,54 +293,65 @@ impl FileSourceTask {
 
     /// One line as a record (`next`: the byte after it, for messages).
     fn emit(&self, t: &mut Tailed, line: &[u8], next: u64, out: &mut Vec<SourceRecord>) {
+        let number = t.line;
+        t.line = t.line.map(|n| n + 1);
         let text = String::from_utf8_lossy(line);
+        let place = || {
+            let at = next - line.len() as u64 - 1;
+            match number {
+                Some(n) => format!("{}: line {n}", t.path.display()),
+                None => format!("{}: the line at byte {at}", t.path.display()),
+            }
+        };
+        let mut schema = None;
         let (value, failure) = match self.config.format {
             // (A source never has `parquet`: `configure` refuses it.)
             Format::Lines | Format::Parquet => (Value::String(text.into_owned()), None),
             Format::Json => match Value::parse_json(line) {
                 Ok(v) => (v, None),
-                Err(e) => (
-                    Value::String(text.into_owned()),
-                    Some(format!("{}: byte {}: not JSON: {e}", t.path.display(), next - line.len() as u64 - 1)),
-                ),
+                Err(e) => (Value::String(text.into_owned()), Some(format!("{}: not JSON: {e}", place()))),
             },
             Format::Csv => {
                 let cells = csv_cells(line);
-                match &t.header {
-                    None => {
-                        // The header line itself: remembered, not emitted.
-                        match cells {
-                            Ok(c) => t.header = Some(c),
-                            Err(e) => {
-                                tracing::warn!(connector = %self.name, file = %t.path.display(), error = %e, "unreadable CSV header")
-                            }
-                        }
-                        return;
-                    }
-                    Some(header) => match cells {
-                        Ok(c) if c.len() == header.len() => {
-                            (Value::Struct(header.iter().cloned().zip(c.iter().map(|s| csv_cell(s))).collect()), None)
-                        }
-                        Ok(c) => (
-                            Value::String(text.into_owned()),
-                            Some(format!(
-                                "{}: {} fields where the header has {}",
-                                t.path.display(),
-                                c.len(),
-                                header.len()
-                            )),
-                        ),
+                let Some(header) = &t.header else {
+                    // The header line itself: remembered, not emitted.
+                    match cells {
+                        Ok(c) => t.header = Some(c),
                         Err(e) => {
-                            (Value::String(text.into_owned()), Some(format!("{}: not CSV: {e}", t.path.display())))
+                            tracing::warn!(connector = %self.name, file = %t.path.display(), error = %e, "unreadable CSV header")
                         }
+                    }
+                    return;
+                };
+                if t.columns.is_none() {
+                    // The first data line: the column types come from the
+                    // file's first rows, this one among them.
+                    let rows = csv_sample(&t.file).map(|(_, rows)| rows).unwrap_or_default();
+                    t.columns = Some(CsvColumns::infer(header.clone(), &rows));
+                }
+                let Some(columns) = &t.columns else { return };
+                schema = Some(columns.schema().clone());
+                match cells {
+                    Ok(c) if c.len() == columns.len() => match columns.row(c) {
+                        Ok(row) => (row, None),
+                        Err(reason) => (Value::String(text.into_owned()), Some(format!("{}: {reason}", place()))),
                     },
+                    Ok(c) => (
+                        Value::String(text.into_owned()),
+                        Some(format!("{}: {} fields where the header has {}", place(), c.len(), columns.len())),
+                    ),
+                    Err(e) => (Value::String(text.into_owned()), Some(format!("{}: not CSV: {e}", place()))),
                 }
             }
         };
+        let mut record = ConnectRecord::new(self.config.topic.clone(), value);
+        if failure.is_none() {
+            record.value_schema = schema;
+        }
         out.push(SourceRecord {
             source_partition: Arc::clone(&t.partition),
             source_offset: Json::Null,
-            record: ConnectRecord::new(self.config.topic.clone(), value),
+            record,
             failure,
         });
     }
@@ -374,35 +398,4 @@ fn find_inode(path: &Path, ino: u64) -> Option<PathBuf> {
         .filter_map(std::result::Result::ok)
         .find(|e| e.metadata().is_ok_and(|m| m.is_file() && m.ino() == ino))
         .map(|e| e.path())
-}
-
-/// A CSV file's header: its first line's cells.
-fn read_header(path: &Path) -> std::io::Result<Option<Vec<String>>> {
-    let mut first = Vec::new();
-    let mut file = File::open(path)?;
-    let mut buf = [0_u8; 4096];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            return Ok(None);
-        }
-        if let Some(nl) = memchr(b'\n', &buf[..n]) {
-            first.extend_from_slice(&buf[..nl]);
-            break;
-        }
-        first.extend_from_slice(&buf[..n]);
-    }
-    if first.last() == Some(&b'\r') {
-        first.pop();
-    }
-    Ok(csv_cells(&first).ok())
-}
-
-/// The cells of one CSV line.
-fn csv_cells(line: &[u8]) -> std::result::Result<Vec<String>, csv::Error> {
-    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(line);
-    match reader.records().next() {
-        Some(r) => Ok(r?.iter().map(str::to_owned).collect()),
-        None => Ok(Vec::new()),
-    }
 }

@@ -46,7 +46,7 @@ use sqlx::Executor;
 use sqlx::postgres::PgConnection;
 
 use super::pgoutput::{Cell, Message, Op, lsn_text, parse_lsn};
-use super::types::{Kind, decode, parse_text};
+use super::types::{Kind, parse_text};
 use super::{Column, Database, Table, columns, list_tables, primary_key, quote};
 use crate::connector::{SourceConnector, SourceOffsets, SourceTask};
 use crate::data::Value;
@@ -94,8 +94,9 @@ pub struct PostgresCdcConfig {
     /// `topic.prefix`: topics are `<prefix>.<schema>.<table>`.
     #[serde(rename = "topic.prefix")]
     pub topic_prefix: String,
-    /// `slot.name` (default `plexus`).
-    #[serde(rename = "slot.name", default = "default_slot")]
+    /// `slot.name` (default `plexus_<connector name>`: a slot is the
+    /// server's, shared by all its databases, so one per connector).
+    #[serde(rename = "slot.name", default)]
     pub slot: String,
     /// `publication.name` (default `plexus_publication`).
     #[serde(rename = "publication.name", default = "default_publication")]
@@ -129,9 +130,6 @@ pub struct PostgresCdcConfig {
     pub max_batch: usize,
 }
 
-fn default_slot() -> String {
-    "plexus".into()
-}
 fn default_publication() -> String {
     "plexus_publication".into()
 }
@@ -154,6 +152,17 @@ fn default_batch() -> usize {
     2048
 }
 
+/// `plexus_<connector>`, lower-case, other characters as `_`, cut to
+/// PostgreSQL's 63 bytes.
+fn default_slot(connector: &str) -> String {
+    let mut slot: String = format!("plexus_{connector}")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .collect();
+    slot.truncate(63);
+    slot
+}
+
 /// The configured connector.
 #[derive(Debug)]
 pub struct PostgresCdcConnector {
@@ -165,8 +174,11 @@ pub struct PostgresCdcConnector {
 }
 
 impl PostgresCdcConnector {
-    pub(crate) fn new(name: &str, config: PostgresCdcConfig) -> Result<Self> {
+    pub(crate) fn new(name: &str, mut config: PostgresCdcConfig) -> Result<Self> {
         let err = |key: &str, reason: String| Error::config(name, key, reason);
+        if config.slot.is_empty() {
+            config.slot = default_slot(name);
+        }
         let db = Database::new(name, &config.url, config.user.as_deref(), config.password.as_deref())?;
         if config.plugin != "pgoutput" {
             return Err(err("plugin.name", format!("{:?}: Plexus decodes the built-in pgoutput only", config.plugin)));
@@ -244,6 +256,9 @@ struct Relation {
     columns: Vec<Column>,
     /// Whether each column is part of the key (the replica identity).
     key: Vec<bool>,
+    /// The columns as `pgoutput` last described them (flags, name, type
+    /// OID, typmod), to know a description that changes nothing.
+    described: Vec<(u8, String, u32, i32)>,
     /// The events' topic and schemas, made once.
     topic: String,
     key_schema: Option<DataType>,
@@ -286,7 +301,17 @@ impl Relation {
             Field::new("ts_ms", DataType::Int64, true),
         ]));
         let topic = format!("{prefix}.{schema}.{name}");
-        Self { schema, name, columns, key, topic, key_schema, value_schema }
+        Self { schema, name, columns, key, described: Vec::new(), topic, key_schema, value_schema }
+    }
+}
+
+impl Relation {
+    /// Whether an update moved the row to another key. The old row has
+    /// the key when the server sends one (it does when the key changed,
+    /// and always under `REPLICA IDENTITY FULL`).
+    fn key_changed(&self, before: &[Value], after: &[Value]) -> bool {
+        self.key_schema.is_some()
+            && self.key.iter().zip(before.iter().zip(after)).any(|(k, (old, new))| *k && !old.is_null() && old != new)
     }
 }
 
@@ -440,7 +465,8 @@ impl CdcTask {
                 let failed = |e: sqlx::Error| db.error(&format!("reading table {table}"), &e);
                 let cols = columns(&mut snap.conn, &table).await.map_err(failed)?.unwrap_or_default();
                 let pk = primary_key(&mut snap.conn, &table).await.map_err(failed)?;
-                let select: Vec<String> = cols.iter().map(|c| c.kind.select(&quote(&c.name))).collect();
+                // As text, read by the same parser as streamed changes.
+                let select: Vec<String> = cols.iter().map(|c| format!("{}::text", quote(&c.name))).collect();
                 let cursor = format!("plexus_snapshot_{}", snap.tables.len());
                 let declare = format!(
                     "DECLARE {cursor} NO SCROLL CURSOR FOR SELECT {} FROM {}",
@@ -476,7 +502,8 @@ impl CdcTask {
             let mut values = Vec::with_capacity(relation.columns.len());
             let mut failure = None;
             for (j, c) in relation.columns.iter().enumerate() {
-                match decode(row, j, &c.kind) {
+                let text: Option<&str> = sqlx::Row::try_get(row, j).unwrap_or(None);
+                match text.map_or(Ok(Value::Null), |t| parse_text(t, &c.kind)) {
                     Ok(v) => values.push(v),
                     Err(e) => {
                         failure.get_or_insert_with(|| format!("column {:?}: {e}", c.name));
@@ -546,36 +573,44 @@ impl CdcTask {
                         self.relations.insert(oid, None);
                         continue;
                     }
-                    let mut cols = Vec::with_capacity(columns.len());
-                    let mut key = Vec::with_capacity(columns.len());
-                    for (flags, col, type_oid, typmod) in columns {
-                        let type_name = self.type_name(type_oid).await?;
-                        cols.push(Column { name: col, kind: Kind::of(&type_name, typmod), nullable: true });
-                        key.push(flags & 1 == 1);
-                    }
                     // pgoutput describes each relation again on every peek:
                     // one it already knows as it is needs nothing more.
                     if self
                         .relations
                         .get(&oid)
                         .and_then(Option::as_ref)
-                        .is_some_and(|r| r.columns == cols && r.schema == schema && r.name == name)
+                        .is_some_and(|r| r.described == columns && r.schema == schema && r.name == name)
                     {
                         continue;
+                    }
+                    // Kinds from the catalog, which knows what pgoutput does
+                    // not say (a domain's base type, an array's dimensions);
+                    // pgoutput's type for a column the catalog no longer has.
+                    let table = Table { schema: Some(schema.clone()), name: name.clone() };
+                    let failed = |e: sqlx::Error| db.error(&format!("reading table {table}"), &e);
+                    let conn = self.conn().await?;
+                    let catalog = super::columns(conn, &table).await.map_err(failed)?.unwrap_or_default();
+                    let pk = primary_key(conn, &table).await.map_err(failed)?;
+                    let mut cols = Vec::with_capacity(columns.len());
+                    let mut key = Vec::with_capacity(columns.len());
+                    for (flags, col, type_oid, typmod) in &columns {
+                        let kind = match catalog.iter().find(|c| c.name == *col) {
+                            Some(c) => c.kind.clone(),
+                            None => Kind::of(&self.type_name(*type_oid).await?, *typmod),
+                        };
+                        cols.push(Column { name: col.clone(), kind, nullable: true });
+                        key.push(flags & 1 == 1);
                     }
                     // The key is the primary key. pgoutput flags the replica
                     // identity, which is every column under REPLICA IDENTITY
                     // FULL: that is no key.
-                    let table = Table { schema: Some(schema.clone()), name: name.clone() };
-                    let conn = self.conn().await?;
-                    let pk =
-                        primary_key(conn, &table).await.map_err(|e| db.error(&format!("reading table {table}"), &e))?;
                     if !pk.is_empty() {
                         key = cols.iter().map(|c| pk.contains(&c.name)).collect();
                     } else if key.iter().all(|k| *k) {
                         key = vec![false; cols.len()];
                     }
-                    let relation = Relation::new(&self.config.topic_prefix, schema, name, cols, key);
+                    let mut relation = Relation::new(&self.config.topic_prefix, schema, name, cols, key);
+                    relation.described = columns;
                     self.relations.insert(oid, Some(Arc::new(relation)));
                 }
                 Message::Change { oid, op, old, new } => {
@@ -625,7 +660,18 @@ impl CdcTask {
                         })
                     };
                     let (before, after) = (values(old), values(new));
-                    let mut events = self.event(&relation, op, before, after, &source, Json::Null);
+                    let mut events = match (op, before, after) {
+                        // A key change is a delete of the old key (and its
+                        // tombstone) and a create of the new one, as
+                        // Debezium emits it: a sink keyed by the key then
+                        // drops the old row instead of keeping it.
+                        (Op::Update, Some(before), Some(after)) if relation.key_changed(&before, &after) => {
+                            let mut events = self.event(&relation, Op::Delete, Some(before), None, &source, Json::Null);
+                            events.extend(self.event(&relation, Op::Create, None, Some(after), &source, Json::Null));
+                            events
+                        }
+                        (op, before, after) => self.event(&relation, op, before, after, &source, Json::Null),
+                    };
                     if let Some(reason) = failure {
                         for e in &mut events {
                             e.failure = Some(reason.clone());
@@ -636,6 +682,11 @@ impl CdcTask {
                 Message::Commit { end_lsn } => {
                     let Some((lsn, xid, _)) = tx.take() else { continue };
                     if lsn <= self.committed_lsn {
+                        // In the log before a crash that came before the
+                        // slot moved: nothing to write, but the slot must
+                        // move past it, or a window of such transactions
+                        // is read again forever.
+                        skipped = skipped.max(Some(end_lsn.max(lsn)));
                         continue;
                     }
                     let offset = json!({ "lsn": end_lsn.max(lsn), "txId": xid });
@@ -656,9 +707,10 @@ impl CdcTask {
         if out.is_empty()
             && let Some(lsn) = skipped
         {
-            // Only changes of tables not captured: nothing to write, but the
-            // slot must move past them or every poll reads them again.
-            self.committed_lsn = lsn;
+            // Only changes of tables not captured, or already in the log:
+            // nothing to write, but the slot must move past them or every
+            // poll reads them again.
+            self.committed_lsn = self.committed_lsn.max(lsn);
             self.advance(lsn).await?;
         }
         Ok(out)

@@ -41,6 +41,11 @@ impl ConnectorClass for PostgresSource {
         let c: source::PostgresSourceConfig = crate::config::class_config(config)?;
         Ok(Connector::Source(Box::new(source::PostgresSourceConnector::new(&config.name, c)?)))
     }
+
+    /// Rows carry types plain JSON loses: the schema goes with them.
+    fn schemas_by_default(&self) -> bool {
+        true
+    }
 }
 
 /// `connector.class=PostgresSink` (also the Confluent JDBC sink's
@@ -67,6 +72,11 @@ impl ConnectorClass for PostgresCdcSource {
         let c: cdc::PostgresCdcConfig = crate::config::class_config(config)?;
         Ok(Connector::Source(Box::new(cdc::PostgresCdcConnector::new(&config.name, c)?)))
     }
+
+    /// Rows carry types plain JSON loses: the schema goes with them.
+    fn schemas_by_default(&self) -> bool {
+        true
+    }
 }
 
 /// Where to connect: `connection.url`, `connection.user`, `connection.password`.
@@ -74,7 +84,8 @@ impl ConnectorClass for PostgresCdcSource {
 pub(crate) struct Database {
     connector: String,
     options: PgConnectOptions,
-    /// The URL with any password hidden, for messages.
+    /// The URL as it is used (the user who connects), any password
+    /// hidden, for messages.
     shown: String,
 }
 
@@ -96,17 +107,20 @@ impl Database {
         if let Some(user) = user.filter(|u| !u.is_empty()) {
             options = options.username(user);
         }
-        if let Some(password) = password.filter(|p| !p.is_empty()) {
+        let url_password = url_password(&stripped);
+        let password = password.filter(|p| !p.is_empty()).map(str::to_owned).or(url_password);
+        if let Some(password) = &password {
             options = options.password(password);
         }
         options = options.application_name(&format!("plexus-connect-{connector}"));
-        let shown = match (stripped.find("://"), stripped.rfind('@')) {
-            (Some(scheme), Some(at)) if stripped[scheme + 3..at].contains(':') => {
-                let user_end = scheme + 3 + stripped[scheme + 3..at].find(':').unwrap_or(0);
-                format!("{}:****{}", &stripped[..user_end], &stripped[at..])
-            }
-            _ => stripped,
-        };
+        let shown = format!(
+            "postgres://{}{}@{}:{}/{}",
+            options.get_username(),
+            if password.is_some() { ":****" } else { "" },
+            options.get_host(),
+            options.get_port(),
+            options.get_database().unwrap_or_default()
+        );
         Ok(Self { connector: connector.to_owned(), options, shown })
     }
 
@@ -134,6 +148,13 @@ impl Database {
     pub(crate) fn error(&self, doing: &str, e: &sqlx::Error) -> Error {
         Error::connector(&self.connector, format!("{doing}: {e}"))
     }
+}
+
+/// The password of a `postgres://user:password@…` URL, percent-decoded.
+fn url_password(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    let encoded = parsed.password()?;
+    Some(percent_encoding::percent_decode_str(encoded).decode_utf8_lossy().into_owned())
 }
 
 /// A table, `schema.table` or `table` (the search path's).
@@ -184,14 +205,19 @@ pub(crate) struct Column {
     pub(crate) nullable: bool,
 }
 
-/// A table's columns in order, or `None` if it does not exist.
+/// A table's columns in order, or `None` if it does not exist. A domain
+/// column has its base type's kind; an array column as many dimensions
+/// as it was declared with (`int[][]`: two).
 pub(crate) async fn columns(conn: &mut PgConnection, table: &Table) -> sqlx::Result<Option<Vec<Column>>> {
     let oid: Option<i64> =
         sqlx::query_scalar("SELECT to_regclass($1)::oid::int8").bind(table.quoted()).fetch_one(&mut *conn).await?;
     let Some(oid) = oid else { return Ok(None) };
     let rows = sqlx::query(
-        "SELECT a.attname::text, t.typname::text, a.atttypmod, a.attnotnull \
-         FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+        "SELECT a.attname::text, \
+                (CASE WHEN t.typtype = 'd' THEN b.typname ELSE t.typname END)::text, \
+                CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END, \
+                a.attnotnull, a.attndims::int4 \
+         FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid LEFT JOIN pg_type b ON b.oid = t.typbasetype \
          WHERE a.attrelid = $1::int8::oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
     )
     .bind(oid)
@@ -201,7 +227,7 @@ pub(crate) async fn columns(conn: &mut PgConnection, table: &Table) -> sqlx::Res
         rows.iter()
             .map(|r| Column {
                 name: r.get(0),
-                kind: Kind::of(r.get::<&str, _>(1), r.get(2)),
+                kind: Kind::of(r.get::<&str, _>(1), r.get(2)).with_dims(r.get(4)),
                 nullable: !r.get::<bool, _>(3),
             })
             .collect(),

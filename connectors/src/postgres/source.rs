@@ -281,18 +281,31 @@ impl PostgresSourceTask {
 
     async fn query_reader(&mut self, query: String, offsets: &SourceOffsets) -> Result<Reader> {
         let db = self.db.clone();
+        let view = Table { schema: None, name: format!("plexus_query_{}", self.readers.len()) };
         let conn = self.conn().await?;
         let described = conn
             .describe(format!("SELECT * FROM ({query}) AS q").as_str())
             .await
             .map_err(|e| Error::config(&db.connector, "query", format!("PostgreSQL cannot run it: {e}")))?;
+        // The result's type modifiers (numeric's precision and scale),
+        // domains' base types and arrays' dimensions are in the catalog
+        // only: a temporary view of the query puts them there.
+        let create = format!("CREATE OR REPLACE TEMP VIEW {} AS SELECT * FROM ({query}) AS q", view.quoted());
+        let typed = match conn.execute(create.as_str()).await {
+            Ok(_) => columns(conn, &view).await.ok().flatten().unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        let _ = conn.execute(format!("DROP VIEW IF EXISTS {}", view.quoted()).as_str()).await;
         let cols = described
             .columns()
             .iter()
             .enumerate()
             .map(|(i, c)| Column {
                 name: c.name().to_owned(),
-                kind: Kind::of(c.type_info().name(), -1),
+                kind: typed
+                    .get(i)
+                    .filter(|t| t.name == c.name())
+                    .map_or_else(|| Kind::of(c.type_info().name(), -1), |t| t.kind.clone()),
                 nullable: described.nullable(i).unwrap_or(true),
             })
             .collect();
@@ -383,11 +396,7 @@ impl PostgresSourceTask {
         let delay = i64::try_from(self.config.timestamp_delay_ms).unwrap_or(i64::MAX);
         let db = self.db.clone();
         let reader = &self.readers[r];
-        let select: Vec<String> = reader
-            .columns
-            .iter()
-            .map(|c| format!("{} AS {}", c.kind.select(&quote(&c.name)), quote(&c.name)))
-            .collect();
+        let select: Vec<String> = reader.columns.iter().map(|c| quote(&c.name)).collect();
         let mut sql = format!("SELECT {} FROM {}", select.join(", "), reader.from);
         let col = |i: Option<usize>| i.map(|i| quote(&reader.columns[i].name)).unwrap_or_default();
         let (inc, ts) = (col(reader.incrementing), col(reader.timestamp));

@@ -1,11 +1,15 @@
 //! PostgreSQL types and the Arrow-typed record schema, both ways.
 //!
-//! Reading, each column has a [`Kind`]: the types with an exact Rust
-//! counterpart are decoded by sqlx (booleans, integers, floats, text,
-//! bytea, dates, times, timestamps, and arrays of these); `numeric` is
-//! read as its text and kept exact as a [`Value::Decimal`]; everything
-//! else (uuid, json, jsonb, inet, intervals, enums, …) is read as its text
-//! — the server's cast, so nothing PostgreSQL can print is unreadable.
+//! Reading, each column has a [`Kind`], and every value is read from
+//! PostgreSQL's text output ([`parse_text`]) — what `COPY … TO STDOUT`
+//! and `pgoutput` both give, so a snapshot row and a streamed change of
+//! the same value are equal: booleans, integers, floats (`NaN` and the
+//! infinities too), bytea, dates and timestamps over PostgreSQL's whole
+//! range (BC, years past 9999, `infinity`; see [`crate::datetime`]),
+//! `24:00:00`, arrays of any dimension; `numeric` kept exact as a
+//! [`Value::Decimal`]; everything else (uuid, json, inet, intervals,
+//! money, ranges, bit strings, enums, …) as its text, which PostgreSQL
+//! reads back unchanged. Domains are read as their base type.
 //!
 //! Writing, a value is rendered as a field of `COPY … FROM STDIN` text for
 //! the target column's kind, or refused with the reason (the caller names
@@ -16,11 +20,12 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, TimeUnit};
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc};
-use sqlx::Row;
-use sqlx::postgres::PgRow;
 
-use crate::data::{Value, decimal_text};
+use crate::data::{Value, decimal_text, timestamp_from_millis};
+use crate::datetime::{
+    DATE_INFINITY, DATE_NEG_INFINITY, TIMESTAMP_INFINITY, TIMESTAMP_NEG_INFINITY, parse_date, parse_time,
+    parse_timestamp, pg_date_in_range, pg_date_text, pg_timestamp_in_range, pg_timestamp_text, time_text,
+};
 
 /// How a column is read and written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,15 +92,24 @@ impl Kind {
         }
     }
 
-    /// The expression that selects column `quoted` so that [`decode`]
-    /// can read it: a cast to text for the kinds read as text.
-    pub fn select(&self, quoted: &str) -> String {
+    /// An array kind with `dims` dimensions (`attndims`; 0 or 1: one):
+    /// a two-dimensional `int[][]` is carried as a list of lists.
+    pub fn with_dims(self, dims: i32) -> Self {
         match self {
-            Self::Numeric(_) | Self::Json | Self::Other(_) => format!("{quoted}::text"),
-            Self::Array(e) if matches!(**e, Self::Numeric(_) | Self::Json | Self::Other(_) | Self::Array(_)) => {
-                format!("{quoted}::text[]")
+            Self::Array(element) if dims > 1 => Self::Array(Box::new(Self::Array(element).with_dims(dims - 1))),
+            other => other,
+        }
+    }
+
+    /// The innermost element kind of an array kind (itself otherwise), and
+    /// the number of dimensions.
+    fn element(&self) -> (&Kind, usize) {
+        match self {
+            Self::Array(e) => {
+                let (inner, dims) = e.element();
+                (inner, dims + 1)
             }
-            _ => quoted.to_owned(),
+            other => (other, 0),
         }
     }
 
@@ -117,11 +131,20 @@ impl Kind {
             Self::Numeric(Some((p, s))) => DataType::Decimal128(*p, *s),
             Self::Array(e) => {
                 let element = match **e {
-                    Self::Numeric(_) | Self::Json | Self::Other(_) | Self::Array(_) => DataType::Utf8,
+                    Self::Numeric(_) | Self::Json | Self::Other(_) => DataType::Utf8,
                     ref k => k.data_type(),
                 };
                 DataType::List(Arc::new(Field::new("item", element, true)))
             }
+        }
+    }
+
+    /// The kind array elements are read as: the type's own, but text for
+    /// the kinds kept as text anyway and for `numeric` (exact either way).
+    fn array_element(&self) -> Kind {
+        match self {
+            Self::Numeric(_) | Self::Json | Self::Other(_) => Self::Text,
+            other => other.clone(),
         }
     }
 
@@ -163,95 +186,6 @@ fn numeric_typmod(typmod: i32) -> Option<(u8, i8)> {
     let precision = u8::try_from((m >> 16) & 0xffff).ok()?;
     let scale = i8::try_from(m & 0xffff).ok()?;
     (precision <= 38).then_some((precision, scale))
-}
-
-/// Column `i` of `row`, selected with [`Kind::select`], as a value.
-pub fn decode(row: &PgRow, i: usize, kind: &Kind) -> Result<Value, String> {
-    fn get<'r, T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>>(
-        row: &'r PgRow,
-        i: usize,
-    ) -> Result<Option<T>, String> {
-        row.try_get::<Option<T>, _>(i).map_err(|e| e.to_string())
-    }
-    fn list<T, F>(row: &PgRow, i: usize, f: F) -> Result<Value, String>
-    where
-        T: for<'a> sqlx::Decode<'a, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + sqlx::postgres::PgHasArrayType,
-        F: Fn(T) -> Result<Value, String>,
-    {
-        let items = row.try_get::<Option<Vec<Option<T>>>, _>(i).map_err(|e| e.to_string())?;
-        Ok(match items {
-            None => Value::Null,
-            Some(items) => {
-                Value::Array(items.into_iter().map(|x| x.map_or(Ok(Value::Null), &f)).collect::<Result<Vec<_>, _>>()?)
-            }
-        })
-    }
-    Ok(match kind {
-        Kind::Bool => get::<bool>(row, i)?.map_or(Value::Null, Value::Boolean),
-        Kind::Int16 => get::<i16>(row, i)?.map_or(Value::Null, Value::Int16),
-        Kind::Int32 => get::<i32>(row, i)?.map_or(Value::Null, Value::Int32),
-        Kind::Int64 => get::<i64>(row, i)?.map_or(Value::Null, Value::Int64),
-        Kind::Float32 => get::<f32>(row, i)?.map_or(Value::Null, Value::Float32),
-        Kind::Float64 => get::<f64>(row, i)?.map_or(Value::Null, Value::Float64),
-        Kind::Text | Kind::Json | Kind::Other(_) => get::<String>(row, i)?.map_or(Value::Null, Value::String),
-        Kind::Bytea => get::<Vec<u8>>(row, i)?.map_or(Value::Null, |b| Value::Bytes(b.into())),
-        Kind::Date => get::<NaiveDate>(row, i)?.map_or(Value::Null, |d| Value::Date(days(d))),
-        Kind::Time => get::<NaiveTime>(row, i)?.map_or(Value::Null, |t| Value::Time(time_micros(t))),
-        Kind::Timestamp => get::<NaiveDateTime>(row, i)?.map_or(Value::Null, |t| Value::Timestamp(micros(t))),
-        Kind::TimestampTz => {
-            get::<DateTime<Utc>>(row, i)?.map_or(Value::Null, |t| Value::Timestamp(micros(t.naive_utc())))
-        }
-        Kind::Numeric(typmod) => match get::<String>(row, i)? {
-            None => Value::Null,
-            Some(text) => numeric_value(&text, *typmod)?,
-        },
-        Kind::Array(element) => match &**element {
-            Kind::Bool => list::<bool, _>(row, i, |x| Ok(Value::Boolean(x)))?,
-            Kind::Int16 => list::<i16, _>(row, i, |x| Ok(Value::Int16(x)))?,
-            Kind::Int32 => list::<i32, _>(row, i, |x| Ok(Value::Int32(x)))?,
-            Kind::Int64 => list::<i64, _>(row, i, |x| Ok(Value::Int64(x)))?,
-            Kind::Float32 => list::<f32, _>(row, i, |x| Ok(Value::Float32(x)))?,
-            Kind::Float64 => list::<f64, _>(row, i, |x| Ok(Value::Float64(x)))?,
-            Kind::Bytea => list::<Vec<u8>, _>(row, i, |x| Ok(Value::Bytes(x.into())))?,
-            Kind::Date => list::<NaiveDate, _>(row, i, |x| Ok(Value::Date(days(x))))?,
-            Kind::Time => list::<NaiveTime, _>(row, i, |x| Ok(Value::Time(time_micros(x))))?,
-            Kind::Timestamp => list::<NaiveDateTime, _>(row, i, |x| Ok(Value::Timestamp(micros(x))))?,
-            Kind::TimestampTz => list::<DateTime<Utc>, _>(row, i, |x| Ok(Value::Timestamp(micros(x.naive_utc()))))?,
-            _ => list::<String, _>(row, i, |x| Ok(Value::String(x)))?,
-        },
-    })
-}
-
-fn days(d: NaiveDate) -> i32 {
-    // The epoch is a valid date; NaiveDate's range keeps the difference in i32.
-    #[allow(clippy::cast_possible_truncation)]
-    let n = (d - NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default()).num_days() as i32;
-    n
-}
-
-fn micros(t: NaiveDateTime) -> i64 {
-    t.and_utc().timestamp_micros()
-}
-
-fn time_micros(t: NaiveTime) -> i64 {
-    i64::from(t.num_seconds_from_midnight()) * 1_000_000 + i64::from(t.nanosecond() / 1000)
-}
-
-/// A `numeric`'s text as an exact decimal (at the column's scale when it
-/// has one); text when it does not fit 38 digits or is `NaN`/infinite.
-fn numeric_value(text: &str, typmod: Option<(u8, i8)>) -> Result<Value, String> {
-    if typmod.is_none() {
-        return Ok(Value::String(text.to_owned()));
-    }
-    match parse_decimal(text) {
-        Some((unscaled, scale)) => {
-            let target = typmod.map_or(scale, |(_, s)| s);
-            let unscaled = rescale(unscaled, scale, target)
-                .ok_or_else(|| format!("numeric {text} does not fit 38 digits at scale {target}"))?;
-            Ok(Value::Decimal { unscaled, scale: target })
-        }
-        None => Err(format!("numeric {text} has no exact decimal value")),
-    }
 }
 
 /// `[-]digits[.digits]` as (unscaled, scale); `None` for anything else.
@@ -330,6 +264,7 @@ fn sql_text(value: &Value, kind: &Kind) -> Result<String, String> {
         Kind::Int32 => int(i128::from(i32::MIN), i128::from(i32::MAX))?,
         Kind::Int64 => int(i128::from(i64::MIN), i128::from(i64::MAX))?,
         Kind::Float32 | Kind::Float64 => match value {
+            Value::Float32(x) if x.is_finite() => x.to_string(),
             Value::Float32(x) => float_text(f64::from(*x)),
             Value::Float64(x) => float_text(*x),
             Value::Int8(_) | Value::Int16(_) | Value::Int32(_) | Value::Int64(_) | Value::Decimal { .. } => {
@@ -341,9 +276,12 @@ fn sql_text(value: &Value, kind: &Kind) -> Result<String, String> {
         Kind::Numeric(_) => match value {
             Value::Int8(_) | Value::Int16(_) | Value::Int32(_) | Value::Int64(_) => value.to_text(),
             Value::Decimal { unscaled, scale } => decimal_text(*unscaled, *scale),
-            Value::Float32(x) if x.is_finite() => x.to_string(),
-            Value::Float64(x) if x.is_finite() => x.to_string(),
-            Value::String(s) if parse_decimal(s.trim()).is_some() => s.trim().to_owned(),
+            // `numeric` has NaN and (since PostgreSQL 14) the infinities too.
+            Value::Float32(x) => float_text(f64::from(*x)),
+            Value::Float64(x) => float_text(*x),
+            Value::String(s) if parse_decimal(s.trim()).is_some() || is_special_numeric(s.trim()) => {
+                s.trim().to_owned()
+            }
             _ => return Err(wrong()),
         },
         Kind::Text => match value {
@@ -372,35 +310,41 @@ fn sql_text(value: &Value, kind: &Kind) -> Result<String, String> {
             }
             _ => return Err(wrong()),
         },
-        Kind::Date => match value {
-            Value::Date(_) => value.to_text(),
-            Value::Timestamp(us) => {
-                crate::data::date_text(i32::try_from(us.div_euclid(86_400_000_000)).map_err(|_| wrong())?)
-            }
-            Value::Int32(d) => crate::data::date_text(*d),
-            Value::String(s) if NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok() => s.clone(),
+        Kind::Date => pg_date_text(
+            Some(match value {
+                Value::Date(d) => *d,
+                Value::Int32(d) => *d,
+                Value::Timestamp(TIMESTAMP_INFINITY) => DATE_INFINITY,
+                Value::Timestamp(TIMESTAMP_NEG_INFINITY) => DATE_NEG_INFINITY,
+                Value::Timestamp(us) => i32::try_from(us.div_euclid(86_400_000_000)).map_err(|_| wrong())?,
+                Value::String(s) => parse_date(s).ok_or_else(wrong)?,
+                _ => return Err(wrong()),
+            })
+            .filter(|d| pg_date_in_range(*d))
+            .ok_or_else(|| {
+                format!("{} is outside the range of type date (4714-11-24 BC to 5874897 AD)", short(value))
+            })?,
+        ),
+        Kind::Time => time_text(match value {
+            Value::Time(us) if (0..=86_400_000_000).contains(us) => *us,
+            Value::String(s) => parse_time(s).ok_or_else(wrong)?,
             _ => return Err(wrong()),
-        },
-        Kind::Time => match value {
-            Value::Time(_) => value.to_text(),
-            Value::String(s) if NaiveTime::parse_from_str(s, "%H:%M:%S%.f").is_ok() => s.clone(),
-            _ => return Err(wrong()),
-        },
+        }),
         Kind::Timestamp | Kind::TimestampTz => {
             let us = match value {
                 Value::Timestamp(us) => *us,
                 // Kafka Connect's schemaless timestamps: milliseconds.
-                Value::Int64(ms) => ms.checked_mul(1000).ok_or_else(wrong)?,
+                Value::Int64(ms) => timestamp_from_millis(*ms).ok_or_else(wrong)?,
+                Value::Date(DATE_INFINITY) => TIMESTAMP_INFINITY,
+                Value::Date(DATE_NEG_INFINITY) => TIMESTAMP_NEG_INFINITY,
                 Value::Date(d) => i64::from(*d) * 86_400_000_000,
                 Value::String(s) => parse_timestamp(s).ok_or_else(wrong)?,
                 _ => return Err(wrong()),
             };
-            let t = DateTime::from_timestamp_micros(us).ok_or_else(wrong)?;
-            let mut text = t.naive_utc().format("%Y-%m-%d %H:%M:%S%.6f").to_string();
-            if *kind == Kind::TimestampTz {
-                text.push_str("+00");
+            if !pg_timestamp_in_range(us) {
+                return Err(format!("{} is before 4714-11-24 BC, where type {} begins", short(value), kind_name(kind)));
             }
-            text
+            pg_timestamp_text(us, *kind == Kind::TimestampTz)
         }
         Kind::Other(_) => match value {
             Value::String(s) => s.clone(),
@@ -409,26 +353,8 @@ fn sql_text(value: &Value, kind: &Kind) -> Result<String, String> {
         },
         Kind::Array(element) => match value {
             Value::Array(items) => {
-                let mut text = String::from("{");
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        text.push(',');
-                    }
-                    if item.is_null() {
-                        text.push_str("NULL");
-                        continue;
-                    }
-                    let inner = sql_text(item, element).map_err(|e| format!("element {i}: {e}"))?;
-                    text.push('"');
-                    for c in inner.chars() {
-                        if c == '"' || c == '\\' {
-                            text.push('\\');
-                        }
-                        text.push(c);
-                    }
-                    text.push('"');
-                }
-                text.push('}');
+                let mut text = String::new();
+                array_literal(items, element, &mut text)?;
                 text
             }
             _ => return Err(wrong()),
@@ -436,15 +362,51 @@ fn sql_text(value: &Value, kind: &Kind) -> Result<String, String> {
     })
 }
 
-/// RFC 3339 or `YYYY-MM-DD HH:MM:SS[.f]` (UTC) as microseconds.
-fn parse_timestamp(s: &str) -> Option<i64> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Some(t.timestamp_micros());
+/// `items` as an array literal of `element`s (`{"a",NULL}`); a nested
+/// array kind writes nested braces.
+fn array_literal(items: &[Value], element: &Kind, text: &mut String) -> Result<(), String> {
+    text.push('{');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        match (item, element) {
+            (Value::Null, _) => text.push_str("NULL"),
+            (Value::Array(inner), Kind::Array(e)) => {
+                array_literal(inner, e, text).map_err(|e| format!("element {i}: {e}"))?;
+            }
+            // Another dimension in a column that does not declare it (an
+            // int[] column takes any number of dimensions).
+            (Value::Array(inner), scalar) if *scalar != Kind::Json => {
+                array_literal(inner, scalar, text).map_err(|e| format!("element {i}: {e}"))?;
+            }
+            (_, Kind::Array(_)) => {
+                return Err(format!(
+                    "element {i}: {} {} where the column has another dimension",
+                    item.type_name(),
+                    short(item)
+                ));
+            }
+            _ => {
+                let inner = sql_text(item, element).map_err(|e| format!("element {i}: {e}"))?;
+                text.push('"');
+                for c in inner.chars() {
+                    if c == '"' || c == '\\' {
+                        text.push('\\');
+                    }
+                    text.push(c);
+                }
+                text.push('"');
+            }
+        }
     }
-    ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"]
-        .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
-        .map(micros)
+    text.push('}');
+    Ok(())
+}
+
+/// `NaN`, `Infinity` or `-Infinity`, as `numeric` reads them.
+fn is_special_numeric(s: &str) -> bool {
+    ["NaN", "Infinity", "-Infinity", "+Infinity", "inf", "-inf", "+inf"].iter().any(|w| s.eq_ignore_ascii_case(w))
 }
 
 fn float_text(x: f64) -> String {
@@ -498,23 +460,26 @@ fn escape_copy(text: &str, out: &mut String) {
     }
 }
 
-/// A value in PostgreSQL's text output as the kind's value.
+/// A value in PostgreSQL's text output as the kind's value; the error
+/// says what the text is not (the caller names the column).
 pub fn parse_text(text: &str, kind: &Kind) -> std::result::Result<Value, String> {
     let bad = |what: &str| format!("{text:?} is not {what}");
     Ok(match kind {
-        Kind::Bool => Value::Boolean(text == "t"),
+        Kind::Bool => match text {
+            "t" | "true" => Value::Boolean(true),
+            "f" | "false" => Value::Boolean(false),
+            _ => return Err(bad("a boolean")),
+        },
         Kind::Int16 => Value::Int16(text.parse().map_err(|_| bad("a smallint"))?),
         Kind::Int32 => Value::Int32(text.parse().map_err(|_| bad("an integer"))?),
         Kind::Int64 => Value::Int64(text.parse().map_err(|_| bad("a bigint"))?),
+        // Rust reads `NaN`, `Infinity` and `-Infinity` as PostgreSQL writes them.
         Kind::Float32 => Value::Float32(text.parse().map_err(|_| bad("a real"))?),
         Kind::Float64 => Value::Float64(text.parse().map_err(|_| bad("a double"))?),
-        Kind::Text | Kind::Json | Kind::Other(_) => Value::String(text.to_owned()),
-        Kind::Numeric(None) => Value::String(text.to_owned()),
+        Kind::Text | Kind::Json | Kind::Other(_) | Kind::Numeric(None) => Value::String(text.to_owned()),
         Kind::Numeric(Some((_, scale))) => {
             let (unscaled, s) = parse_decimal(text).ok_or_else(|| bad("an exact decimal"))?;
-            let factor = 10_i128.checked_pow(u32::from((*scale - s).unsigned_abs())).ok_or_else(|| bad("in range"))?;
-            let unscaled = if *scale >= s { unscaled.checked_mul(factor) } else { Some(unscaled / factor) };
-            Value::Decimal { unscaled: unscaled.ok_or_else(|| bad("in range"))?, scale: *scale }
+            Value::Decimal { unscaled: rescale(unscaled, s, *scale).ok_or_else(|| bad("in range"))?, scale: *scale }
         }
         Kind::Bytea => {
             let hex = text.strip_prefix("\\x").ok_or_else(|| bad("hex bytea"))?;
@@ -525,78 +490,134 @@ pub fn parse_text(text: &str, kind: &Kind) -> std::result::Result<Value, String>
                 .ok_or_else(|| bad("hex bytea"))?;
             Value::Bytes(bytes.into())
         }
-        Kind::Date => {
-            let d = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| bad("a date"))?;
-            let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
-            Value::Date(i32::try_from((d - epoch).num_days()).map_err(|_| bad("a date in range"))?)
+        Kind::Date => Value::Date(parse_date(text).ok_or_else(|| bad("a date"))?),
+        Kind::Time => Value::Time(parse_time(text).ok_or_else(|| bad("a time"))?),
+        Kind::Timestamp | Kind::TimestampTz => {
+            Value::Timestamp(parse_timestamp(text).ok_or_else(|| bad("a timestamp within ±292,000 years of 1970"))?)
         }
-        Kind::Time => {
-            let t = NaiveTime::parse_from_str(text, "%H:%M:%S%.f").map_err(|_| bad("a time"))?;
-            Value::Time(i64::from(t.num_seconds_from_midnight()) * 1_000_000 + i64::from(t.nanosecond() / 1000))
-        }
-        Kind::Timestamp => Value::Timestamp(
-            NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
-                .map_err(|_| bad("a timestamp"))?
-                .and_utc()
-                .timestamp_micros(),
-        ),
-        Kind::TimestampTz => Value::Timestamp(
-            DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f%#z")
-                .map_err(|_| bad("a timestamptz"))?
-                .timestamp_micros(),
-        ),
-        Kind::Array(element) => {
-            let items = parse_array(text).ok_or_else(|| bad("an array"))?;
-            let element = match **element {
-                Kind::Numeric(_) | Kind::Json | Kind::Other(_) | Kind::Array(_) => Kind::Text,
-                ref k => k.clone(),
-            };
-            Value::Array(
-                items
-                    .into_iter()
-                    .map(|item| item.map_or(Ok(Value::Null), |t| parse_text(&t, &element)))
-                    .collect::<std::result::Result<_, _>>()?,
-            )
+        Kind::Array(_) => {
+            let (element, dims) = kind.element();
+            let element = element.array_element();
+            let mut parser = ArrayParser { text: text.as_bytes(), at: 0 };
+            let value = parser.array(dims, &element).map_err(|e| format!("the array {text:?} {e}"))?;
+            if parser.at != text.len() {
+                return Err(format!("the array {text:?} has text after its closing brace"));
+            }
+            value
         }
     })
 }
 
-/// A one-dimensional array literal (`{a,NULL,"b,c"}`) as its elements.
-fn parse_array(text: &str) -> Option<Vec<Option<String>>> {
-    let inner = text.strip_prefix('{')?.strip_suffix('}')?;
-    let mut out = Vec::new();
-    if inner.is_empty() {
-        return Some(out);
+/// Reads PostgreSQL's array output: `{a,NULL,"b,c"}`, nested braces for
+/// each further dimension, and an optional `[lower:upper]…=` prefix when
+/// a dimension does not start at 1. Lists start at 1, so such an array is
+/// refused (the row goes to the error handler, never changed in silence).
+struct ArrayParser<'a> {
+    text: &'a [u8],
+    at: usize,
+}
+
+impl ArrayParser<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.text.get(self.at).copied()
     }
-    let mut chars = inner.chars().peekable();
-    loop {
-        if chars.peek() == Some(&'"') {
-            chars.next();
-            let mut s = String::new();
-            loop {
-                match chars.next()? {
-                    '\\' => s.push(chars.next()?),
-                    '"' => break,
-                    c => s.push(c),
-                }
-            }
-            out.push(Some(s));
+
+    fn expect(&mut self, b: u8) -> std::result::Result<(), String> {
+        if self.peek() == Some(b) {
+            self.at += 1;
+            Ok(())
         } else {
-            let mut s = String::new();
-            while let Some(&c) = chars.peek() {
-                if c == ',' {
-                    break;
-                }
-                s.push(c);
-                chars.next();
+            Err(format!("is malformed at byte {}", self.at))
+        }
+    }
+
+    /// The whole array: its dimensions prefix, then `dims` levels of braces.
+    fn array(&mut self, dims: usize, element: &Kind) -> std::result::Result<Value, String> {
+        if self.peek() == Some(b'[') {
+            let end = self.text.iter().position(|&b| b == b'=').ok_or("has bounds but no '='")?;
+            let bounds = String::from_utf8_lossy(&self.text[..end]).into_owned();
+            let lowers_are_one = bounds
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .split("][")
+                .all(|range| range.split_once(':').is_some_and(|(lower, _)| lower == "1"));
+            if !lowers_are_one {
+                return Err(format!(
+                    "has bounds {bounds}; Plexus carries arrays as lists, which start at 1 \
+                     (array_lower must be 1 in every dimension)"
+                ));
             }
-            out.push(if s == "NULL" { None } else { Some(s) });
+            self.at = end + 1;
         }
-        match chars.next() {
-            None => return Some(out),
-            Some(',') => {}
-            Some(_) => return None,
+        self.level(dims, element)
+    }
+
+    fn level(&mut self, dims: usize, element: &Kind) -> std::result::Result<Value, String> {
+        self.expect(b'{')?;
+        let mut items = Vec::new();
+        if self.peek() == Some(b'}') {
+            self.at += 1;
+            return Ok(Value::Array(items));
         }
+        loop {
+            if self.peek() == Some(b'{') {
+                if dims <= 1 {
+                    return Err(format!(
+                        "has more dimensions than the column declares ({dims}); declare the column with one [] per \
+                         dimension (e.g. int[][]) so that it is carried as nested lists"
+                    ));
+                }
+                items.push(self.level(dims - 1, element)?);
+            } else {
+                if dims > 1 {
+                    return Err(format!(
+                        "has fewer dimensions than the column declares ({dims}); an empty or one-dimensional value \
+                         in a column declared with {dims} dimensions"
+                    ));
+                }
+                items.push(match self.item()? {
+                    None => Value::Null,
+                    Some(text) => parse_text(&text, element)?,
+                });
+            }
+            match self.peek() {
+                Some(b',') => self.at += 1,
+                Some(b'}') => {
+                    self.at += 1;
+                    return Ok(Value::Array(items));
+                }
+                _ => return Err(format!("is malformed at byte {}", self.at)),
+            }
+        }
+    }
+
+    /// One element: quoted (with backslash escapes), or bare (`NULL` is null).
+    fn item(&mut self) -> std::result::Result<Option<String>, String> {
+        let mut out = Vec::new();
+        if self.peek() == Some(b'"') {
+            self.at += 1;
+            loop {
+                match self.peek() {
+                    Some(b'\\') => {
+                        self.at += 1;
+                        out.push(self.peek().ok_or("ends inside an escape")?);
+                    }
+                    Some(b'"') => {
+                        self.at += 1;
+                        break;
+                    }
+                    Some(b) => out.push(b),
+                    None => return Err("ends inside a quoted element".into()),
+                }
+                self.at += 1;
+            }
+            return Ok(Some(String::from_utf8_lossy(&out).into_owned()));
+        }
+        while let Some(b) = self.peek().filter(|b| *b != b',' && *b != b'}') {
+            out.push(b);
+            self.at += 1;
+        }
+        Ok(if out == b"NULL" { None } else { Some(String::from_utf8_lossy(&out).into_owned()) })
     }
 }
 
@@ -611,7 +632,6 @@ mod tests {
         // numeric(10,2): typmod = (10 << 16 | 2) + 4
         assert_eq!(Kind::of("numeric", (10 << 16 | 2) + 4), Kind::Numeric(Some((10, 2))));
         assert_eq!(Kind::of("uuid", -1), Kind::Other("uuid".into()));
-        assert_eq!(Kind::of("uuid", -1).select("\"id\""), "\"id\"::text");
     }
 
     #[test]
@@ -619,7 +639,7 @@ mod tests {
         assert_eq!(parse_decimal("-12.340"), Some((-12_340, 3)));
         assert_eq!(parse_decimal("7"), Some((7, 0)));
         assert_eq!(parse_decimal("NaN"), None);
-        assert_eq!(numeric_value("1.5", Some((10, 2))), Ok(Value::Decimal { unscaled: 150, scale: 2 }));
+        assert_eq!(parse_text("1.5", &Kind::Numeric(Some((10, 2)))), Ok(Value::Decimal { unscaled: 150, scale: 2 }));
     }
 
     #[test]

@@ -19,10 +19,13 @@ mod sink;
 mod source;
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use futures_util::FutureExt as _;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
@@ -189,7 +192,7 @@ impl std::fmt::Debug for Worker {
 /// system — without starting anything.
 pub async fn validate(config: &ConnectorConfig) -> Result<(Connector, CommonConfig, Vec<TransformStage>)> {
     let class = lookup(config)?;
-    let common = CommonConfig::parse(config)?;
+    let common = CommonConfig::parse_with(config, class.schemas_by_default())?;
     let transforms =
         build_transforms(&config.config).map_err(|(key, reason)| Error::config(&config.name, &key, reason))?;
     let connector = class.configure(config)?;
@@ -306,12 +309,12 @@ impl Worker {
                     shared: Arc::clone(&shared),
                 };
                 let made = match &connector {
-                    Connector::Source(s) => s
-                        .task(id, count)
-                        .map(|task| tokio::spawn(run_task(Arc::clone(&shared), source::run(ctx, task)))),
-                    Connector::Sink(s) => {
-                        s.task(id, count).map(|task| tokio::spawn(run_task(Arc::clone(&shared), sink::run(ctx, task))))
-                    }
+                    Connector::Source(s) => s.task(id, count).map(|task| {
+                        tokio::spawn(run_task(config.name.clone(), id, Arc::clone(&shared), source::run(ctx, task)))
+                    }),
+                    Connector::Sink(s) => s.task(id, count).map(|task| {
+                        tokio::spawn(run_task(config.name.clone(), id, Arc::clone(&shared), sink::run(ctx, task)))
+                    }),
                 };
                 match made {
                     Ok(handle) => tasks.push((shared, handle)),
@@ -556,13 +559,31 @@ async fn stop_tasks(name: &str, tasks: Vec<(Arc<TaskShared>, JoinHandle<()>)>) {
     tracing::info!(connector = %name, "connector tasks stopped");
 }
 
-/// Runs a task loop, recording how it ended.
-async fn run_task(shared: Arc<TaskShared>, task: impl std::future::Future<Output = Result<()>>) {
-    match task.await {
-        Ok(()) => shared.set(State::Stopped, None),
-        Err(e) => {
-            tracing::error!(error = %e, "connector task failed");
-            shared.set(State::Failed, Some(e.to_string()));
+/// Runs a task loop, recording how it ended. A panic in a task (a bug,
+/// never bad input — that is an error) fails the task like an error does:
+/// its message goes to the status and the log, so that it is never
+/// swallowed and `plexus connect run` ends with it.
+async fn run_task(connector: String, id: usize, shared: Arc<TaskShared>, task: impl Future<Output = Result<()>>) {
+    let outcome = AssertUnwindSafe(task).catch_unwind().await;
+    let failure = match outcome {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".to_owned());
+            Some(format!("task {id} panicked: {message} (a bug in Plexus: please report it)"))
+        }
+    };
+    match failure {
+        None => shared.set(State::Stopped, None),
+        Some(trace) => {
+            // Also in the status (and so in what `plexus connect run`
+            // prints, with the `plexus::failure` target off).
+            tracing::error!(target: "plexus::failure", %connector, task = id, error = %trace, "connector task failed");
+            shared.set(State::Failed, Some(trace));
         }
     }
 }

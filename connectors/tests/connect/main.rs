@@ -2,9 +2,11 @@
 //! with restarts and rotation, configs that must be refused, and a poison
 //! record that goes to the dead-letter topic while the rest flows on.
 
+mod cdc;
 mod file;
 mod pg;
 mod postgres;
+mod worker;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

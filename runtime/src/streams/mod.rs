@@ -131,7 +131,10 @@ impl Shared {
     }
 
     pub(crate) fn fail(&self, error: Error) {
-        tracing::error!(application_id = %self.config.application_id, %error, "stream thread failed");
+        // Logged for a service's operators; whoever runs the topology also
+        // gets the error from `Streams` (a command prints it once, with
+        // the `plexus::failure` target off).
+        tracing::error!(target: "plexus::failure", application_id = %self.config.application_id, %error, "stream thread failed");
         self.failure.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(error);
         self.set_state(StreamsState::Error);
         self.shutdown.store(true, Ordering::Release);
