@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
-use sqlx::{Connection, Row};
+use sqlx::{Connection, Executor, Row};
 
 use crate::config::ConnectorConfig;
 use crate::connector::{Connector, ConnectorClass};
@@ -84,9 +84,21 @@ impl ConnectorClass for PostgresCdcSource {
 pub(crate) struct Database {
     connector: String,
     options: PgConnectOptions,
+    /// The password, for the replication connection (never shown).
+    password: Secret,
     /// The URL as it is used (the user who connects), any password
     /// hidden, for messages.
     shown: String,
+}
+
+/// A password: `Debug` shows stars.
+#[derive(Clone, Default)]
+struct Secret(Option<String>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "****" } else { "None" })
+    }
 }
 
 impl Database {
@@ -112,7 +124,13 @@ impl Database {
         if let Some(password) = &password {
             options = options.password(password);
         }
-        options = options.application_name(&format!("plexus-connect-{connector}"));
+        options = options.application_name(&format!("plexus-connect-{connector}")).options([
+            // The text forms `types::parse_text` reads, whatever the
+            // server's defaults (sqlx sets DateStyle and TimeZone).
+            ("IntervalStyle", "postgres"),
+            ("extra_float_digits", "3"),
+            ("bytea_output", "hex"),
+        ]);
         let shown = format!(
             "postgres://{}{}@{}:{}/{}",
             options.get_username(),
@@ -121,7 +139,7 @@ impl Database {
             options.get_port(),
             options.get_database().unwrap_or_default()
         );
-        Ok(Self { connector: connector.to_owned(), options, shown })
+        Ok(Self { connector: connector.to_owned(), options, password: Secret(password), shown })
     }
 
     /// A connection, or the error that says the database is unreachable.
@@ -142,6 +160,28 @@ impl Database {
                 format!("{} did not answer in {CONNECT_TIMEOUT:?}; check the host and port", self.shown),
             )),
         }
+    }
+
+    /// The connector's name.
+    pub(crate) fn connector(&self) -> &str {
+        &self.connector
+    }
+
+    /// The `application_name` its sessions have (`plexus-connect-<name>`).
+    pub(crate) fn application_name(&self) -> String {
+        format!("plexus-connect-{}", self.connector)
+    }
+
+    /// Host, port, user, password and database, for a connection sqlx
+    /// does not make (the replication protocol's).
+    pub(crate) fn endpoint(&self) -> (String, u16, String, String, String) {
+        (
+            self.options.get_host().to_owned(),
+            self.options.get_port(),
+            self.options.get_username().to_owned(),
+            self.password.0.clone().unwrap_or_default(),
+            self.options.get_database().unwrap_or(self.options.get_username()).to_owned(),
+        )
     }
 
     /// A database error as this connector's error.
@@ -265,4 +305,89 @@ pub(crate) async fn primary_key(conn: &mut PgConnection, table: &Table) -> sqlx:
     .bind(table.quoted())
     .fetch_all(&mut *conn)
     .await
+}
+
+/// Creates something in the database once, however many connectors
+/// start together: `IF NOT EXISTS` (or a check first) alone lets two
+/// sessions both decide to create, and one fails on the catalog's unique
+/// index. A transaction-scoped advisory lock, held by every Plexus
+/// connector while it creates, makes them take turns. `exists` is a query
+/// with one parameter answering whether it is there already.
+pub(crate) async fn create_once(conn: &mut PgConnection, exists: Option<(&str, &str)>, ddl: &str) -> sqlx::Result<()> {
+    /// The advisory lock key: "plexus" in ASCII.
+    const CREATE_LOCK: i64 = 0x706c_6578_7573;
+    conn.execute("BEGIN").await?;
+    let result = async {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CREATE_LOCK).execute(&mut *conn).await?;
+        let there = match exists {
+            Some((query, name)) => sqlx::query_scalar::<_, bool>(query).bind(name).fetch_one(&mut *conn).await?,
+            None => false,
+        };
+        if !there {
+            conn.execute(ddl).await?;
+        }
+        conn.execute("COMMIT").await.map(drop)
+    }
+    .await;
+    if result.is_err() {
+        let _ = conn.execute("ROLLBACK").await;
+    }
+    result
+}
+
+/// A row as `COPY … TO STDOUT` text gives it: each column's text, `None`
+/// for NULL.
+pub(crate) type TextRow = Vec<Option<String>>;
+
+/// The rows of `query` through `COPY (…) TO STDOUT`: the server's cheapest
+/// way out, a good deal cheaper than the extended protocol's rows.
+pub(crate) async fn copy_rows(conn: &mut PgConnection, query: &str) -> sqlx::Result<Vec<TextRow>> {
+    use futures_util::StreamExt as _;
+    let mut out = conn.copy_out_raw(format!("COPY ({query}) TO STDOUT").as_str()).await?;
+    let mut rows = Vec::new();
+    let mut rest: Vec<u8> = Vec::new();
+    while let Some(chunk) = out.next().await {
+        rest.extend_from_slice(&chunk?);
+        let mut start = 0;
+        while let Some(end) = memchr::memchr(b'\n', &rest[start..]) {
+            rows.push(copy_row(&rest[start..start + end]));
+            start += end + 1;
+        }
+        rest.drain(..start);
+    }
+    Ok(rows)
+}
+
+/// One line of `COPY` text: tab-separated fields, `\N` for NULL, and
+/// backslash escapes.
+fn copy_row(line: &[u8]) -> TextRow {
+    line.split(|&b| b == b'\t')
+        .map(|field| {
+            if field == b"\\N" {
+                return None;
+            }
+            if !field.contains(&b'\\') {
+                return Some(String::from_utf8_lossy(field).into_owned());
+            }
+            let mut out = Vec::with_capacity(field.len());
+            let mut bytes = field.iter();
+            while let Some(&b) = bytes.next() {
+                if b != b'\\' {
+                    out.push(b);
+                    continue;
+                }
+                out.push(match bytes.next() {
+                    Some(b'n') => b'\n',
+                    Some(b't') => b'\t',
+                    Some(b'r') => b'\r',
+                    Some(b'b') => 8,
+                    Some(b'f') => 12,
+                    Some(b'v') => 11,
+                    Some(&other) => other,
+                    None => b'\\',
+                });
+            }
+            Some(String::from_utf8_lossy(&out).into_owned())
+        })
+        .collect()
 }

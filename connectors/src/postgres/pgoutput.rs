@@ -1,6 +1,6 @@
 //! PostgreSQL's logical replication messages as the built-in `pgoutput`
-//! plugin writes them (protocol version 1), and its LSNs: what
-//! [`super::cdc`] reads from a replication slot.
+//! plugin writes them (protocol version 1): what [`super::cdc`] reads
+//! from a replication slot.
 //!
 //! Hand-written: no maintained crate decodes pgoutput for sqlx, and the
 //! format is small (PostgreSQL's "Logical Replication Message Formats").
@@ -31,16 +31,6 @@ impl Op {
             Self::Delete => "d",
         }
     }
-}
-
-/// `X/Y` (PostgreSQL's `pg_lsn` text) as a number.
-pub(crate) fn parse_lsn(text: &str) -> Option<u64> {
-    let (hi, lo) = text.split_once('/')?;
-    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
-}
-
-pub(crate) fn lsn_text(lsn: u64) -> String {
-    format!("{:X}/{:X}", lsn >> 32, lsn & 0xffff_ffff)
 }
 
 /// Microseconds from PostgreSQL's epoch (2000-01-01) to Unix's.
@@ -203,13 +193,6 @@ impl Message {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lsns_read_and_print_as_postgres_does() {
-        assert_eq!(parse_lsn("16/B374D848"), Some(0x16_B374_D848));
-        assert_eq!(lsn_text(0x16_B374_D848), "16/B374D848");
-        assert_eq!(parse_lsn("nonsense"), None);
-    }
 
     #[test]
     fn pgoutput_messages_decode() {

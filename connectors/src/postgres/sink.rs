@@ -241,7 +241,7 @@ impl PostgresSinkTask {
                 "CREATE TABLE IF NOT EXISTS {offsets} (connector text NOT NULL, topic text NOT NULL, \
                  partition integer NOT NULL, next_offset bigint NOT NULL, PRIMARY KEY (connector, topic, partition))"
             );
-            create_if_missing(&mut conn, &ddl)
+            super::create_once(&mut conn, None, &ddl)
                 .await
                 .map_err(|e| self.db.error(&format!("creating {}", self.config.offsets_table), &e))?;
             self.conn = Some(conn);
@@ -356,7 +356,7 @@ impl PostgresSinkTask {
                 let _ = write!(ddl, ", PRIMARY KEY ({})", pk.join(", "));
             }
             ddl.push(')');
-            create_if_missing(conn, &ddl).await.map_err(|e| db.error(&format!("creating table {table}"), &e))?;
+            super::create_once(conn, None, &ddl).await.map_err(|e| db.error(&format!("creating table {table}"), &e))?;
             tracing::info!(connector = %connector, %table, "created the table");
             cols = columns(conn, &table).await.map_err(|e| db.error(&format!("reading table {table}"), &e))?;
         }
@@ -610,27 +610,6 @@ async fn copy(conn: &mut PgConnection, statement: &str, data: String) -> sqlx::R
         return Err(e);
     }
     copy.finish().await.map(drop)
-}
-
-/// Runs `CREATE TABLE IF NOT EXISTS …` so that sinks starting together
-/// on one database do not race: `IF NOT EXISTS` alone lets two sessions
-/// both decide to create, and one fails on the catalog's unique index.
-/// A transaction-scoped advisory lock, held by every Plexus sink while it
-/// creates a table, makes them take turns.
-async fn create_if_missing(conn: &mut PgConnection, ddl: &str) -> sqlx::Result<()> {
-    /// The advisory lock key: "plexus" in ASCII.
-    const CREATE_LOCK: i64 = 0x706c_6578_7573;
-    conn.execute("BEGIN").await?;
-    let result = async {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CREATE_LOCK).execute(&mut *conn).await?;
-        conn.execute(ddl).await?;
-        conn.execute("COMMIT").await.map(drop)
-    }
-    .await;
-    if result.is_err() {
-        let _ = conn.execute("ROLLBACK").await;
-    }
-    result
 }
 
 fn quote_table(name: &str) -> String {

@@ -32,14 +32,13 @@ use std::time::{Duration, Instant};
 use arrow_schema::{DataType, Field};
 use async_trait::async_trait;
 use chrono::DateTime;
-use futures_util::StreamExt as _;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 use sqlx::postgres::PgConnection;
 use sqlx::{Column as _, Executor, TypeInfo as _};
 
 use super::types::{Kind, parse_text};
-use super::{Column, Database, Table, columns, list_tables, primary_key, quote};
+use super::{Column, Database, Table, TextRow, columns, copy_rows, list_tables, primary_key, quote};
 use crate::connector::{SourceConnector, SourceOffsets, SourceTask};
 use crate::data::Value;
 use crate::error::{Error, Result};
@@ -489,10 +488,6 @@ impl PostgresSourceTask {
     }
 }
 
-/// A row as `COPY … TO STDOUT` text gives it: each column's text, `None`
-/// for NULL.
-type TextRow = Vec<Option<String>>;
-
 /// Runs a reader's query with its position in place of `$1` (and `$2`),
 /// through `COPY (…) TO STDOUT`: the server's cheapest way out, a good
 /// deal cheaper than the extended protocol's rows. The position goes in
@@ -527,53 +522,7 @@ async fn fetch(
             }
         }
     }
-    let mut out = conn.copy_out_raw(format!("COPY ({sql}) TO STDOUT").as_str()).await?;
-    let mut rows = Vec::new();
-    let mut rest: Vec<u8> = Vec::new();
-    while let Some(chunk) = out.next().await {
-        rest.extend_from_slice(&chunk?);
-        let mut start = 0;
-        while let Some(end) = memchr::memchr(b'\n', &rest[start..]) {
-            rows.push(copy_row(&rest[start..start + end]));
-            start += end + 1;
-        }
-        rest.drain(..start);
-    }
-    Ok(rows)
-}
-
-/// One line of `COPY` text: tab-separated fields, `\N` for NULL, and
-/// backslash escapes.
-fn copy_row(line: &[u8]) -> TextRow {
-    line.split(|&b| b == b'\t')
-        .map(|field| {
-            if field == b"\\N" {
-                return None;
-            }
-            if !field.contains(&b'\\') {
-                return Some(String::from_utf8_lossy(field).into_owned());
-            }
-            let mut out = Vec::with_capacity(field.len());
-            let mut bytes = field.iter();
-            while let Some(&b) = bytes.next() {
-                if b != b'\\' {
-                    out.push(b);
-                    continue;
-                }
-                out.push(match bytes.next() {
-                    Some(b'n') => b'\n',
-                    Some(b't') => b'\t',
-                    Some(b'r') => b'\r',
-                    Some(b'b') => 8,
-                    Some(b'f') => 12,
-                    Some(b'v') => 11,
-                    Some(&other) => other,
-                    None => b'\\',
-                });
-            }
-            Some(String::from_utf8_lossy(&out).into_owned())
-        })
-        .collect()
+    copy_rows(conn, &sql).await
 }
 
 /// Column `i` of a text row as a value of `kind`.

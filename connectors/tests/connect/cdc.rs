@@ -4,6 +4,7 @@
 //! log commit and the slot's move; a slot still held by a dead client's
 //! backend; sinks starting together on one database.
 
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::Connect;
@@ -288,6 +289,58 @@ async fn inserted_ids(connect: &Connect) -> Vec<i64> {
             json["payload"]["after"]["id"].as_i64().unwrap_or(-1)
         })
         .collect()
+}
+
+/// `pg_recvlogical` holding a slot, as a dead client's backend does until
+/// the server notices.
+fn hold_slot(pg: &Postgres, slot: &str, application: &str) -> Child {
+    let bin = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("postgresql")
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("bin/pg_recvlogical"))
+        .find(|p| p.exists())
+        .expect("pg_recvlogical");
+    let child = Command::new(bin)
+        .args(["-d", &pg.url, "--slot", slot, "--start", "--no-loop", "-f", "/dev/null", "-o", "proto_version=1"])
+        .args(["-o", "publication_names=plexus_publication"])
+        .env("PGAPPNAME", application)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("pg_recvlogical");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pg.psql(&format!("SELECT active FROM pg_replication_slots WHERE slot_name = '{slot}'")) != "t" {
+        assert!(Instant::now() < deadline, "pg_recvlogical never took the slot");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_still_held_by_a_dead_instance_is_taken_over() {
+    let pg = Postgres::start();
+    pg.psql("CREATE TABLE held (id int PRIMARY KEY); CREATE PUBLICATION plexus_publication FOR ALL TABLES");
+    pg.psql("SELECT pg_create_logical_replication_slot('held_slot', 'pgoutput')");
+    // The backend of a killed `plexus connect run` of this connector.
+    let mut holder = hold_slot(&pg, "held_slot", "plexus-connect-held");
+    let connect = Connect::new();
+    connect
+        .start(&cdc("held", &pg.url, "app", "held_slot", "public\\\\.held", r#", "snapshot.mode": "no_data""#))
+        .await;
+    pg.psql("INSERT INTO held VALUES (1)");
+    let count = || connect.log.offsets(&plexus_core::TopicPartition::new("app.public.held", 0)).map_or(0, |o| o.2);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count() == 0 {
+        let status = connect.worker.status("held").expect("status");
+        assert!(Instant::now() < deadline, "the change never arrived: {status:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while holder.try_wait().expect("wait").is_none() {
+        assert!(Instant::now() < deadline, "the stale holder's backend was never ended");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    connect.worker.stop_all().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -203,7 +203,10 @@ async fn the_sink_creates_evolves_deletes_and_rejects_what_does_not_fit() {
     send(r#"{"id": 3}"#, Some(r#"{"id": 3, "name": "p3", "age": "old"}"#)).await.expect("ack");
     send(r#"{"id": 100}"#, Some(r#"{"id": 100, "name": "p100", "age": 120}"#)).await.expect("ack");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while count("SELECT count(*) FROM people").trim() != "100" || count("SELECT count(email) FROM people") != "1" {
+    while count("SELECT count(*) FROM people").trim() != "100"
+        || count("SELECT count(email) FROM people") != "1"
+        || count("SELECT count(*) FROM people WHERE id IN (2, 100)") != "1"
+    {
         assert!(Instant::now() < deadline, "the changes never arrived");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
