@@ -12,7 +12,7 @@ use rand::{Rng, SeedableRng};
 use super::fails;
 
 /// Starts `plexus connect run` and waits until it says each connector started.
-fn run_connectors(data: &Path, configs: &[&Path]) -> Child {
+pub(super) fn run_connectors(data: &Path, configs: &[&Path]) -> Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_plexus"))
         .arg("--data-dir")
         .arg(data)
@@ -40,7 +40,7 @@ fn run_connectors(data: &Path, configs: &[&Path]) -> Child {
 /// Waits until `progress` reaches `target`, or has not moved for 30 s (a
 /// slow machine only takes longer; a stuck pipeline fails the assertion
 /// that follows).
-fn until_done_or_stalled(target: u64, mut progress: impl FnMut() -> u64) {
+pub(super) fn until_done_or_stalled(target: u64, mut progress: impl FnMut() -> u64) {
     let (mut last, mut moved) = (progress(), Instant::now());
     while last < target && moved.elapsed() < Duration::from_secs(30) {
         std::thread::sleep(Duration::from_millis(100));

@@ -158,6 +158,7 @@ fn a_second_process_is_told_who_holds_the_data_directory() {
     ok(d, &["topic", "list"], None);
 }
 
+mod cdc;
 mod connect;
 #[path = "../../connectors/tests/connect/pg.rs"]
 mod pg;
