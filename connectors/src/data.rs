@@ -139,6 +139,18 @@ impl Value {
         }
     }
 
+    /// As [`Value::to_text`], for a value of `schema`: a timestamp the
+    /// schema says is in microseconds as RFC 3339 text with all six digits
+    /// (see [`Value::write_json_as`]).
+    pub fn to_text_as(&self, schema: Option<&DataType>) -> String {
+        match (self, schema) {
+            (Self::Timestamp(us), Some(DataType::Timestamp(TimeUnit::Microsecond | TimeUnit::Nanosecond, _))) => {
+                timestamp_text(*us)
+            }
+            _ => self.to_text(),
+        }
+    }
+
     /// Schemaless JSON: numbers as numbers, bytes as base64, decimals as
     /// strings (no precision lost), dates and times as ISO-8601 strings,
     /// timestamps as milliseconds since the epoch (Kafka Connect's

@@ -26,6 +26,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use arrow_schema::DataType;
 use async_trait::async_trait;
 use plexus_core::TopicPartition;
 use serde::{Deserialize, Serialize};
@@ -234,7 +235,7 @@ impl FileSinkTask {
     }
 
     /// Appends one record's line(s) to `pending`.
-    fn format(&mut self, value: &Value) -> std::result::Result<(), String> {
+    fn format(&mut self, value: &Value, schema: Option<&DataType>) -> std::result::Result<(), String> {
         match self.config.format {
             Format::Parquet => return Err("Parquet rows are written by put_parquet".into()),
             Format::Lines => {
@@ -242,13 +243,22 @@ impl FileSinkTask {
                 self.pending.push(b'\n');
             }
             Format::Json => {
-                value.write_json(&mut self.pending);
+                value.write_json_as(schema, &mut self.pending);
                 self.pending.push(b'\n');
             }
             Format::Csv => {
                 let (names, cells): (Vec<String>, Vec<String>) = match value {
-                    Value::Struct(fields) => fields.iter().map(|(k, v)| (k.clone(), v.to_text())).unzip(),
-                    other => (vec!["value".to_owned()], vec![other.to_text()]),
+                    Value::Struct(fields) => fields
+                        .iter()
+                        .map(|(k, v)| {
+                            let field = match schema {
+                                Some(DataType::Struct(defs)) => defs.iter().find(|f| f.name() == k),
+                                _ => None,
+                            };
+                            (k.clone(), v.to_text_as(field.map(|f| f.data_type())))
+                        })
+                        .unzip(),
+                    other => (vec!["value".to_owned()], vec![other.to_text_as(schema)]),
                 };
                 let mut w = csv::WriterBuilder::new().from_writer(Vec::new());
                 match &self.header {
@@ -360,7 +370,7 @@ impl SinkTask for FileSinkTask {
             if r.record.value.is_null() {
                 continue; // a tombstone has no line
             }
-            if let Err(reason) = self.format(&r.record.value) {
+            if let Err(reason) = self.format(&r.record.value, r.record.value_schema.as_ref()) {
                 rejected.push(Rejected::new(r, reason));
             }
         }

@@ -254,6 +254,10 @@ async fn bad_postgres_configs_are_refused_with_the_key_and_the_fix() {
             "connector \"f\": connection.url: cannot connect to postgres://u:****@127.0.0.1:1/x:",
         ),
         (
+            r#"{"name": "f2", "config": {"connector.class": "PostgresSink", "connection.url": "postgres://u:secret@127.0.0.1:1/x", "connection.user": "other", "topics": "t"}}"#,
+            "connector \"f2\": connection.url: cannot connect to postgres://other:****@127.0.0.1:1/x:",
+        ),
+        (
             r#"{"name": "g", "config": {"connector.class": "PostgresCdcSource", "connection.url": "postgres://localhost/x", "topic.prefix": "shop", "slot.name": "My-Slot"}}"#,
             "connector \"g\": slot.name: \"My-Slot\": a slot name is lower-case letters, digits and underscores",
         ),
