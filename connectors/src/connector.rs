@@ -185,14 +185,17 @@ pub trait SinkTask: Send {
 
     /// Takes records (it may buffer them until [`SinkTask::flush`]).
     /// A record it cannot write (a value that does not fit its column)
-    /// comes back [`Rejected`], for the error handler; an `Err` is a
-    /// failure of the task (its target is unreachable) and stops it.
+    /// comes back [`Rejected`], for the error handler — so may records of
+    /// earlier puts that a write now refused; an `Err` is a failure of the
+    /// task (its target is unreachable) and stops it.
     async fn put(&mut self, records: Vec<SinkRecord>) -> Result<Vec<Rejected>>;
 
     /// Makes everything put so far durable; `offsets` are the next offsets
     /// to read per partition once it is. After it returns, the worker
-    /// commits them to the consumer group.
-    async fn flush(&mut self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()>;
+    /// commits them to the consumer group. Records whose writing the
+    /// target refused (a value the database rejects) come back
+    /// [`Rejected`], for the error handler; the rest is durable.
+    async fn flush(&mut self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<Vec<Rejected>>;
 
     /// The task no longer reads `partitions` (a rebalance); flushes first
     /// are the worker's job.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 
-use super::connect::{run_connectors, until_done_or_stalled};
+use super::connect::{run_connectors, until_done_or_stalled, until_done_or_stalled_for};
 use super::pg::Postgres;
 
 fn seeded(name: &str) -> (u64, rand::rngs::StdRng) {
@@ -219,7 +219,7 @@ fn a_snapshot_of_a_million_rows_cut_by_kills_continues_without_a_duplicate() {
         kills += 1;
     }
     let child = run_connectors(&data, &configs);
-    until_done_or_stalled(MILLION, copied);
+    until_done_or_stalled_for(MILLION, Duration::from_secs(120), copied);
     stop(child);
     let summary =
         pg.psql("SELECT count(*), count(DISTINCT id), count(*) FILTER (WHERE payload <> md5(id::text)) FROM big_copy");
@@ -245,10 +245,15 @@ fn a_transaction_of_a_million_rows_streams_in_bounded_memory() {
         "INSERT INTO wide SELECT i, repeat('x', 190) || lpad(i::text, 10, '0') FROM generate_series(1, {MILLION}) i"
     ));
     let copied = || pg.psql("SELECT count(*) FROM wide_copy").parse::<u64>().unwrap_or(0);
-    until_done_or_stalled(MILLION, copied);
+    until_done_or_stalled_for(MILLION, Duration::from_secs(120), copied);
     let peak = peak_rss_mib(&child);
     stop(child);
     println!("peak RSS of plexus connect run: {peak} MiB");
-    assert_eq!(pg.psql("SELECT count(*), count(DISTINCT id) FROM wide_copy"), format!("{MILLION}|{MILLION}"));
+    assert_eq!(
+        pg.psql("SELECT count(*), count(DISTINCT id) FROM wide_copy"),
+        format!("{MILLION}|{MILLION}"),
+        "{}",
+        std::fs::read_to_string(data.with_extension("stderr")).unwrap_or_default()
+    );
     assert!(peak < 400, "a million-row transaction is written in batches, not held whole: peak RSS {peak} MiB");
 }

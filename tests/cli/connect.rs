@@ -32,17 +32,29 @@ pub(super) fn run_connectors(data: &Path, configs: &[&Path]) -> Child {
         }
         started += usize::from(line.starts_with("started connector"));
     }
-    // Keep draining stderr so the child never blocks on a full pipe.
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    // Keep draining stderr so the child never blocks on a full pipe; into
+    // `<data>.stderr`, for a failing test to show.
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data.with_extension("stderr"))
+        .expect("a stderr file");
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut log));
     child
 }
 
 /// Waits until `progress` reaches `target`, or has not moved for 30 s (a
 /// slow machine only takes longer; a stuck pipeline fails the assertion
 /// that follows).
-pub(super) fn until_done_or_stalled(target: u64, mut progress: impl FnMut() -> u64) {
+pub(super) fn until_done_or_stalled(target: u64, progress: impl FnMut() -> u64) {
+    until_done_or_stalled_for(target, Duration::from_secs(30), progress);
+}
+
+/// As [`until_done_or_stalled`], for work with long pauses by design (a
+/// server decoding a million-row transaction before it sends any of it).
+pub(super) fn until_done_or_stalled_for(target: u64, stall: Duration, mut progress: impl FnMut() -> u64) {
     let (mut last, mut moved) = (progress(), Instant::now());
-    while last < target && moved.elapsed() < Duration::from_secs(30) {
+    while last < target && moved.elapsed() < stall {
         std::thread::sleep(Duration::from_millis(100));
         let now = progress();
         if now != last {

@@ -384,7 +384,7 @@ impl SinkTask for FileSinkTask {
         Ok(rejected)
     }
 
-    async fn flush(&mut self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()> {
+    async fn flush(&mut self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<Vec<Rejected>> {
         if self.is_parquet() {
             self.parquet_offsets.extend(offsets.iter().map(|(tp, o)| (tp_key(tp), *o)));
             let interval = Duration::from_millis(self.config.roll_interval_ms.unwrap_or(60_000));
@@ -393,7 +393,7 @@ impl SinkTask for FileSinkTask {
             if big || self.opened_at.elapsed() >= interval || self.parquet.is_none() {
                 self.roll_parquet()?;
             }
-            return Ok(());
+            return Ok(Vec::new());
         }
         let path = self.current();
         let pending = std::mem::take(&mut self.pending);
@@ -412,7 +412,7 @@ impl SinkTask for FileSinkTask {
         if self.rolling() {
             self.maybe_roll()?;
         }
-        Ok(())
+        Ok(Vec::new())
     }
 
     /// A Parquet sink's last roll: what it wrote becomes visible.

@@ -57,7 +57,10 @@ pub struct PostgresSink {}
 impl ConnectorClass for PostgresSink {
     fn configure(&self, config: &ConnectorConfig) -> Result<Connector> {
         let c: sink::PostgresSinkConfig = crate::config::class_config(config)?;
-        Ok(Connector::Sink(Box::new(sink::PostgresSinkConnector::new(&config.name, c)?)))
+        // A row the server refuses is set aside only when the error handler
+        // may skip it; otherwise its batch fails whole, to be tried again.
+        let tolerant = config.get("errors.tolerance") == Some("all");
+        Ok(Connector::Sink(Box::new(sink::PostgresSinkConnector::new(&config.name, c, tolerant)?)))
     }
 }
 

@@ -133,10 +133,12 @@ pub struct PostgresSinkConnector {
     name: String,
     config: PostgresSinkConfig,
     db: Database,
+    /// `errors.tolerance=all`: rows the server refuses are set aside.
+    tolerant: bool,
 }
 
 impl PostgresSinkConnector {
-    pub(crate) fn new(name: &str, config: PostgresSinkConfig) -> Result<Self> {
+    pub(crate) fn new(name: &str, config: PostgresSinkConfig, tolerant: bool) -> Result<Self> {
         let err = |key: &str, reason: &str| Error::config(name, key, reason);
         let db = Database::new(name, &config.url, config.user.as_deref(), config.password.as_deref())?;
         if config.pk_mode == PkMode::None && config.insert_mode != InsertMode::Insert {
@@ -154,7 +156,7 @@ impl PostgresSinkConnector {
         if config.table_name_format.trim().is_empty() {
             return Err(err("table.name.format", "empty; use ${topic} or a table name"));
         }
-        Ok(Self { name: name.to_owned(), config, db })
+        Ok(Self { name: name.to_owned(), config, db, tolerant })
     }
 }
 
@@ -173,6 +175,7 @@ impl SinkConnector for PostgresSinkConnector {
             connector: self.name.clone(),
             config: self.config.clone(),
             db: self.db.clone(),
+            tolerant: self.tolerant,
             conn: None,
             tables: HashMap::new(),
             pending: BTreeMap::new(),
@@ -196,7 +199,7 @@ struct Target {
 type RowFields = (Vec<(String, Value)>, Vec<String>);
 
 /// What one record does to its table.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Change {
     /// Insert or update: every column's field (in table order), `None`
     /// where the record has no such field.
@@ -209,6 +212,9 @@ enum Change {
 #[derive(Debug, Default)]
 struct Pending {
     changes: Vec<Change>,
+    /// The record each change came from (topic, partition, offset), to
+    /// name it when the server refuses its row.
+    origins: Vec<(String, i32, i64)>,
     /// Key text → index in `changes`: a key's later change replaces its
     /// earlier one.
     by_key: HashMap<String, usize>,
@@ -218,6 +224,8 @@ struct PostgresSinkTask {
     connector: String,
     config: PostgresSinkConfig,
     db: Database,
+    /// `errors.tolerance=all`.
+    tolerant: bool,
     conn: Option<PgConnection>,
     /// Table name → what is known of it.
     tables: HashMap<String, Target>,
@@ -428,16 +436,22 @@ impl PostgresSinkTask {
             }
             Change::Row(row)
         };
+        let origin = (r.record.topic.clone(), r.partition, r.offset);
         let pending = self.pending.entry(name).or_default();
         if key_text.is_empty() {
             pending.changes.push(change);
+            pending.origins.push(origin);
         } else {
             let joined = key_text.join("\t");
             match pending.by_key.get(&joined) {
-                Some(&i) => pending.changes[i] = change,
+                Some(&i) => {
+                    pending.changes[i] = change;
+                    pending.origins[i] = origin;
+                }
                 None => {
                     pending.by_key.insert(joined, pending.changes.len());
                     pending.changes.push(change);
+                    pending.origins.push(origin);
                 }
             }
         }
@@ -445,24 +459,25 @@ impl PostgresSinkTask {
         Ok(None)
     }
 
-    /// Writes what is pending and `offsets` in one transaction.
-    async fn write(&mut self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()> {
+    /// Writes what is pending and `offsets` in one transaction; returns
+    /// the records whose rows the server refused (see [`PostgresSinkTask::transaction`]).
+    async fn write(&mut self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<Vec<Rejected>> {
         let mut next = self.written.clone();
         for (tp, o) in offsets {
             let entry = next.entry(tp.clone()).or_insert(*o);
             *entry = (*entry).max(*o);
         }
         if self.pending.is_empty() && next == self.written {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let result = self.transaction(&next).await;
         match result {
-            Ok(()) => {
+            Ok(rejected) => {
                 self.pending.clear();
                 self.pending_rows = 0;
                 self.buffered.clear();
                 self.written = next;
-                Ok(())
+                Ok(rejected)
             }
             Err(e) => {
                 // The transaction rolled back (or the connection is gone):
@@ -473,9 +488,17 @@ impl PostgresSinkTask {
         }
     }
 
-    async fn transaction(&mut self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()> {
+    /// Writes the pending changes and `offsets` in one transaction. When
+    /// the server refuses a row for its data (SQLSTATE class 22, a data
+    /// exception, or 23, a constraint — what no check here can foresee,
+    /// such as text a `uuid` column does not take) and `errors.tolerance`
+    /// is `all`, the batch is written again row by row, each in a
+    /// savepoint: the refused rows come back to go to the error handler
+    /// with the server's reason, the rest and the offsets commit. With
+    /// `errors.tolerance=none` the batch fails whole, and the task with
+    /// it; nothing is committed past the refused row.
+    async fn transaction(&mut self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<Vec<Rejected>> {
         let db = self.db.clone();
-        let fail = |e: sqlx::Error| db.error("writing a batch", &e);
         let (connector, mode, offsets_table) =
             (self.connector.clone(), self.config.insert_mode, quote_table(&self.config.offsets_table));
         let pending = std::mem::take(&mut self.pending);
@@ -484,40 +507,90 @@ impl PostgresSinkTask {
             return Err(e);
         }
         let Some(conn) = self.conn.as_mut() else { return Err(Error::connector(&connector, "no connection")) };
-        let statements: Vec<(&Target, &Pending, usize)> =
-            pending.iter().enumerate().map(|(n, (name, p))| (&self.tables[name], p, n)).collect();
-        let result: Result<()> = async {
-            conn.execute("BEGIN").await.map_err(fail)?;
-            for (target, p, n) in statements {
-                write_table(conn, target, p, n, mode).await.map_err(fail)?;
-            }
-            let (mut topics, mut partitions, mut nexts) = (Vec::new(), Vec::new(), Vec::new());
-            for (tp, o) in offsets {
-                topics.push(tp.topic.clone());
-                partitions.push(tp.partition);
-                nexts.push(*o);
-            }
-            sqlx::query(&format!(
-                "INSERT INTO {offsets_table} (connector, topic, partition, next_offset) \
-                 SELECT $1, * FROM unnest($2::text[], $3::int[], $4::int8[]) \
-                 ON CONFLICT (connector, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset"
-            ))
-            .bind(&connector)
-            .bind(&topics)
-            .bind(&partitions)
-            .bind(&nexts)
-            .execute(&mut *conn)
-            .await
-            .map_err(fail)?;
-            conn.execute("COMMIT").await.map_err(fail)?;
-            Ok(())
+        let statements: Vec<(&Target, &Pending)> = pending.iter().map(|(name, p)| (&self.tables[name], p)).collect();
+        let mut result = write_all(conn, &statements, mode, offsets, &connector, &offsets_table, false).await;
+        if let Err(sqlx::Error::Database(e)) = &result
+            && self.tolerant
+            && e.code().is_some_and(|c| c.starts_with("22") || c.starts_with("23"))
+        {
+            let _ = conn.execute("ROLLBACK").await;
+            tracing::info!(connector = %connector, error = %e, "the server refused a row: writing the batch row by row");
+            result = write_all(conn, &statements, mode, offsets, &connector, &offsets_table, true).await;
         }
-        .await;
-        if result.is_err() {
-            self.pending = pending;
+        match result {
+            Ok(rejected) => Ok(rejected),
+            Err(e) => {
+                let _ = conn.execute("ROLLBACK").await;
+                self.pending = pending;
+                Err(db.error("writing a batch", &e))
+            }
         }
-        result
     }
+}
+
+/// Every table's changes and the offsets, in one transaction; with
+/// `one_by_one`, each row in a savepoint, a refused one rolled back and
+/// returned.
+async fn write_all(
+    conn: &mut PgConnection,
+    statements: &[(&Target, &Pending)],
+    mode: InsertMode,
+    offsets: &BTreeMap<TopicPartition, i64>,
+    connector: &str,
+    offsets_table: &str,
+    one_by_one: bool,
+) -> sqlx::Result<Vec<Rejected>> {
+    let mut rejected = Vec::new();
+    conn.execute("BEGIN").await?;
+    let mut n = 0;
+    for (target, p) in statements {
+        if !one_by_one {
+            write_table(conn, target, p, n, mode).await?;
+            n += 1;
+            continue;
+        }
+        for (change, (topic, partition, offset)) in p.changes.iter().zip(&p.origins) {
+            let single = Pending { changes: vec![change.clone()], origins: Vec::new(), by_key: HashMap::new() };
+            conn.execute("SAVEPOINT plexus_row").await?;
+            match write_table(conn, target, &single, n, mode).await {
+                Ok(()) => {
+                    conn.execute("RELEASE SAVEPOINT plexus_row").await?;
+                }
+                Err(sqlx::Error::Database(e))
+                    if e.code().is_some_and(|c| c.starts_with("22") || c.starts_with("23")) =>
+                {
+                    conn.execute("ROLLBACK TO SAVEPOINT plexus_row").await?;
+                    rejected.push(Rejected {
+                        topic: topic.clone(),
+                        partition: *partition,
+                        offset: *offset,
+                        reason: format!("table {}: {}", target.table, e.message()),
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+            n += 1;
+        }
+    }
+    let (mut topics, mut partitions, mut nexts) = (Vec::new(), Vec::new(), Vec::new());
+    for (tp, o) in offsets {
+        topics.push(tp.topic.clone());
+        partitions.push(tp.partition);
+        nexts.push(*o);
+    }
+    sqlx::query(&format!(
+        "INSERT INTO {offsets_table} (connector, topic, partition, next_offset) \
+         SELECT $1, * FROM unnest($2::text[], $3::int[], $4::int8[]) \
+         ON CONFLICT (connector, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset"
+    ))
+    .bind(connector)
+    .bind(&topics)
+    .bind(&partitions)
+    .bind(&nexts)
+    .execute(&mut *conn)
+    .await?;
+    conn.execute("COMMIT").await?;
+    Ok(rejected)
 }
 
 /// One table's changes, inside the open transaction.
@@ -655,15 +728,18 @@ impl SinkTask for PostgresSinkTask {
         }
         if self.pending_rows >= self.config.batch_max_rows {
             let covered = self.buffered.clone();
-            if let Err(e) = self.write(&covered).await {
-                self.carried = rejected;
-                return Err(e);
+            match self.write(&covered).await {
+                Ok(refused) => rejected.extend(refused),
+                Err(e) => {
+                    self.carried = rejected;
+                    return Err(e);
+                }
             }
         }
         Ok(rejected)
     }
 
-    async fn flush(&mut self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()> {
+    async fn flush(&mut self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<Vec<Rejected>> {
         self.write(offsets).await
     }
 

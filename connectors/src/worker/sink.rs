@@ -15,7 +15,7 @@ use super::TaskContext;
 use super::errors::{Origin, tolerate};
 use crate::connector::SinkTask;
 use crate::error::{Error, Result};
-use crate::record::{ConnectRecord, SinkRecord};
+use crate::record::{ConnectRecord, Rejected, SinkRecord};
 
 /// How often `topics.regex` is matched against the topics again.
 const REGEX_REFRESH: Duration = Duration::from_secs(5);
@@ -149,17 +149,54 @@ impl Sink<'_> {
                 }
             }
         };
-        for reject in &rejected {
-            let Some(r) = records
-                .iter()
-                .find(|r| r.offset == reject.offset && r.partition == reject.partition && r.topic == reject.topic)
-            else {
-                continue;
-            };
-            tolerate(self.ctx, self.dead_letters.as_deref(), Origin::read(r), "task", &reject.reason).await?;
-        }
+        self.report(&rejected, &records).await?;
         self.ctx.shared.metrics.records.fetch_add(n.saturating_sub(rejected.len() as u64), Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Gives what the task rejected to the error handler, with the record
+    /// as it is in the log: from `current` (the batch just put), or read
+    /// again from the log for a record of an earlier batch (a write the
+    /// target refused at a later put or a flush).
+    async fn report(&self, rejected: &[Rejected], current: &[ConsumerRecord]) -> Result<()> {
+        for reject in rejected {
+            let found = current
+                .iter()
+                .find(|r| r.offset == reject.offset && r.partition == reject.partition && r.topic == reject.topic);
+            let reread;
+            let record = match found {
+                Some(r) => r,
+                None => {
+                    reread = self.read_again(reject).await?;
+                    &reread
+                }
+            };
+            tolerate(self.ctx, self.dead_letters.as_deref(), Origin::read(record), "task", &reject.reason).await?;
+        }
+        Ok(())
+    }
+
+    /// The record a rejection names, read from the log.
+    async fn read_again(&self, reject: &Rejected) -> Result<ConsumerRecord> {
+        let tp = TopicPartition::new(reject.topic.clone(), reject.partition);
+        let mut consumer = self.ctx.clients.consumer(ConsumerConfig::without_group())?;
+        consumer.assign(std::slice::from_ref(&tp)).await?;
+        consumer.seek(&tp, SeekTo::Offset(reject.offset)).await?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut found = None;
+        while found.is_none() && Instant::now() < deadline {
+            found = consumer.poll(Duration::from_millis(100)).await?.into_iter().find(|r| r.offset == reject.offset);
+        }
+        let _ = consumer.close().await;
+        found.ok_or_else(|| {
+            Error::connector(
+                &self.ctx.connector,
+                format!(
+                    "the rejected record at {tp} offset {} is no longer in the log: {}",
+                    reject.offset, reject.reason
+                ),
+            )
+        })
     }
 
     /// One record through the converters and transforms (`None`: dropped
@@ -210,9 +247,13 @@ impl Sink<'_> {
         }
         let positions = self.positions.clone();
         let mut retry = Retry::new(self.ctx);
-        while let Err(e) = task.flush(&positions).await {
-            retry.wait("flush", e).await?;
-        }
+        let rejected = loop {
+            match task.flush(&positions).await {
+                Ok(rejected) => break rejected,
+                Err(e) => retry.wait("flush", e).await?,
+            }
+        };
+        self.report(&rejected, &[]).await?;
         self.flushed.clone_from(&positions);
         self.ctx.shared.metrics.commits.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = consumer.commit_offsets(positions).await {

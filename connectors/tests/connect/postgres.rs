@@ -403,3 +403,61 @@ async fn cdc_streams_inserts_updates_and_deletes_across_a_restart() {
     );
     assert_eq!(lag, "t");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_the_server_refuses_go_to_the_dead_letters_and_the_rest_is_written() {
+    let pg = Postgres::start();
+    pg.psql("CREATE TABLE things (id bigint PRIMARY KEY, uid uuid, born date)");
+    let connect = Connect::new();
+    connect.log.create_topic("things", 1, plexus_core::TopicConfig::default()).expect("topic");
+    let producer = EmbeddedProducer::new(connect.log.clone(), ProducerConfig::default()).expect("producer");
+    let rows = [
+        r#"{"id": 1, "uid": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "born": "0044-03-15 BC"}"#,
+        // Text a uuid column does not take: only the server can tell.
+        r#"{"id": 2, "uid": "not a uuid", "born": "2024-01-01"}"#,
+        // Past the last date PostgreSQL has: refused before it is sent.
+        r#"{"id": 3, "uid": null, "born": "5874898-01-01"}"#,
+        r#"{"id": 4, "uid": null, "born": "+10000-01-01"}"#,
+    ];
+    for (i, row) in rows.iter().enumerate() {
+        producer
+            .send("things", Record::with_key(format!(r#"{{"id": {}}}"#, i + 1), (*row).to_owned()))
+            .await
+            .expect("ack");
+    }
+    connect
+        .start(&format!(
+            r#"{{"name": "things", "config": {{"connector.class": "PostgresSink", "connection.url": "{}",
+                "topics": "things", "insert.mode": "upsert", "pk.mode": "record_key", "errors.tolerance": "all",
+                "errors.deadletterqueue.topic.name": "things-dlq", "offset.flush.interval.ms": "50"}}}}"#,
+            pg.url
+        ))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pg.psql("SELECT count(*) FROM things") != "2" || connect.read("things-dlq").await.len() < 2 {
+        assert!(Instant::now() < deadline, "never written: {:?}", connect.worker.status("things"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        pg.psql("SELECT string_agg(id || ' ' || born, ',' ORDER BY id) FROM things"),
+        "1 0044-03-15 BC,4 10000-01-01"
+    );
+    let dead = connect.read("things-dlq").await;
+    let reasons: Vec<String> = dead
+        .iter()
+        .filter_map(|r| r.headers.iter().find(|h| h.key == "__connect.errors.exception.message"))
+        .map(|h| String::from_utf8_lossy(h.value.as_deref().unwrap_or_default()).into_owned())
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.starts_with("column \"born\": ") && r.contains("outside the range of type date")),
+        "{reasons:?}"
+    );
+    assert!(reasons.iter().any(|r| r.contains("table things: invalid input syntax for type uuid")), "{reasons:?}");
+    assert_eq!(
+        dead.iter().filter(|r| r.value.as_deref().is_some_and(|v| v.windows(10).any(|w| w == b"not a uuid"))).count(),
+        1,
+        "the refused record as it was"
+    );
+    assert_eq!(connect.worker.status("things").expect("status").state, plexus_connectors::State::Running);
+    connect.worker.stop_all().await;
+}
