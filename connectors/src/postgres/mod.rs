@@ -281,8 +281,13 @@ pub(crate) async fn columns(conn: &mut PgConnection, table: &Table) -> sqlx::Res
 /// it out when they list a database's tables, as it is not data.
 pub(crate) const SINK_OFFSETS_TABLE: &str = "plexus_connect_offsets";
 
+/// Where `PostgresSink`s note the tables they write (`connector`,
+/// `table_schema`, `table_name`): CDC without `table.include.list` leaves
+/// them out, so a copy is not captured again as a source.
+pub(crate) const SINK_TABLES: &str = "plexus_connect_sink_tables";
+
 /// The database's tables (outside the system schemas), in name order,
-/// without the sink's offsets table.
+/// without the sinks' own tables.
 pub(crate) async fn list_tables(conn: &mut PgConnection) -> sqlx::Result<Vec<Table>> {
     let rows: Vec<(String, String)> = sqlx::query_as(
         "SELECT table_schema::text, table_name::text FROM information_schema.tables \
@@ -292,9 +297,22 @@ pub(crate) async fn list_tables(conn: &mut PgConnection) -> sqlx::Result<Vec<Tab
     .await?;
     Ok(rows
         .into_iter()
-        .filter(|(_, name)| name != SINK_OFFSETS_TABLE)
+        .filter(|(_, name)| name != SINK_OFFSETS_TABLE && name != SINK_TABLES)
         .map(|(schema, name)| Table { schema: Some(schema), name })
         .collect())
+}
+
+/// The tables `PostgresSink`s write, as `schema.table` (none when no
+/// sink has written here).
+pub(crate) async fn sink_tables(conn: &mut PgConnection) -> sqlx::Result<Vec<String>> {
+    let exists: bool =
+        sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(SINK_TABLES).fetch_one(&mut *conn).await?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    sqlx::query_scalar(&format!("SELECT DISTINCT table_schema || '.' || table_name FROM {SINK_TABLES}"))
+        .fetch_all(&mut *conn)
+        .await
 }
 
 /// A table's primary key columns in key order (empty: none).

@@ -252,6 +252,14 @@ impl PostgresSinkTask {
             super::create_once(&mut conn, None, &ddl)
                 .await
                 .map_err(|e| self.db.error(&format!("creating {}", self.config.offsets_table), &e))?;
+            let ddl = format!(
+                "CREATE TABLE IF NOT EXISTS {} (connector text NOT NULL, table_schema text NOT NULL, \
+                 table_name text NOT NULL, PRIMARY KEY (connector, table_schema, table_name))",
+                super::SINK_TABLES
+            );
+            super::create_once(&mut conn, None, &ddl)
+                .await
+                .map_err(|e| self.db.error(&format!("creating {}", super::SINK_TABLES), &e))?;
             self.conn = Some(conn);
         }
         // Set just above.
@@ -394,6 +402,18 @@ impl PostgresSinkTask {
         if table_key.is_empty() {
             table_key = key.to_vec();
         }
+        // Noted, so that CDC on this database does not capture the copy.
+        sqlx::query(&format!(
+            "INSERT INTO {} (connector, table_schema, table_name) \
+             SELECT $1, n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.oid = to_regclass($2) ON CONFLICT DO NOTHING",
+            super::SINK_TABLES
+        ))
+        .bind(&connector)
+        .bind(table.quoted())
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| db.error(&format!("noting table {table}"), &e))?;
         self.tables.insert(name.to_owned(), Target { table, columns: cols, key: table_key });
         Ok(())
     }

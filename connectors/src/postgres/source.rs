@@ -37,7 +37,7 @@ use serde_json::{Value as Json, json};
 use sqlx::postgres::PgConnection;
 use sqlx::{Column as _, Executor, TypeInfo as _};
 
-use super::types::{Kind, parse_text};
+use super::types::{ArrayMode, Kind, parse_text};
 use super::{Column, Database, Table, TextRow, columns, copy_rows, list_tables, primary_key, quote};
 use crate::connector::{SourceConnector, SourceOffsets, SourceTask};
 use crate::data::Value;
@@ -110,6 +110,9 @@ pub struct PostgresSourceConfig {
     /// `batch.max.rows` (default 1000).
     #[serde(rename = "batch.max.rows", default = "default_batch", deserialize_with = "crate::config::from_str")]
     pub batch_max_rows: usize,
+    /// `array.handling.mode`: `list` (the default) or `string`.
+    #[serde(rename = "array.handling.mode", default)]
+    pub array_mode: ArrayMode,
     /// `timestamp.delay.interval.ms`: how long after a timestamp its rows
     /// are read (transactions that commit late).
     #[serde(rename = "timestamp.delay.interval.ms", default, deserialize_with = "crate::config::from_str")]
@@ -317,10 +320,13 @@ impl PostgresSourceTask {
         partition: Json,
         topic: String,
         from: String,
-        columns: Vec<Column>,
+        mut columns: Vec<Column>,
         key: Vec<usize>,
         offsets: &SourceOffsets,
     ) -> Result<Reader> {
+        for c in &mut columns {
+            c.kind = std::mem::replace(&mut c.kind, Kind::Bool).with_array_mode(self.config.array_mode);
+        }
         let find = |key: &str,
                     name: &Option<String>,
                     ok: &dyn Fn(&Kind) -> bool,

@@ -27,6 +27,19 @@ use crate::datetime::{
     parse_timestamp, pg_date_in_range, pg_date_text, pg_timestamp_in_range, pg_timestamp_text, time_text,
 };
 
+/// `array.handling.mode`: how the sources carry arrays.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArrayMode {
+    /// As lists (Arrow `List`, JSON arrays) of the element type: arrays
+    /// starting at index 1 with the column's declared dimensions; any
+    /// other array is refused, with the column named.
+    #[default]
+    List,
+    /// As PostgreSQL's text for the array: every array, exactly.
+    String,
+}
+
 /// How a column is read and written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
@@ -89,6 +102,18 @@ impl Kind {
             "numeric" | "decimal" => Self::Numeric(numeric_typmod(typmod)),
             "json" | "jsonb" => Self::Json,
             other => Self::Other(other.to_owned()),
+        }
+    }
+
+    /// The kind as `array.handling.mode` says: with `string`, an array is
+    /// carried as PostgreSQL's literal for it (`[0:1]={1,2}`,
+    /// `{{1,2},{3,4}}`), which keeps what a list cannot (bounds other
+    /// than 1, a number of dimensions the column does not declare) and a
+    /// sink writes back as it is.
+    pub fn with_array_mode(self, mode: ArrayMode) -> Self {
+        match (self, mode) {
+            (Self::Array(element), ArrayMode::String) => Self::Other(format!("{}[]", kind_name(&element))),
+            (kind, _) => kind,
         }
     }
 
@@ -357,6 +382,9 @@ fn sql_text(value: &Value, kind: &Kind) -> Result<String, String> {
                 array_literal(items, element, &mut text)?;
                 text
             }
+            // An array literal (a source's array.handling.mode=string):
+            // the server reads it, or refuses the row.
+            Value::String(s) if s.starts_with('{') || s.starts_with('[') => s.clone(),
             _ => return Err(wrong()),
         },
     })
@@ -543,8 +571,8 @@ impl ArrayParser<'_> {
                 .all(|range| range.split_once(':').is_some_and(|(lower, _)| lower == "1"));
             if !lowers_are_one {
                 return Err(format!(
-                    "has bounds {bounds}; Plexus carries arrays as lists, which start at 1 \
-                     (array_lower must be 1 in every dimension)"
+                    "has bounds {bounds}; lists start at 1: set array.handling.mode=string to carry \
+                     arrays as PostgreSQL's text, bounds and all"
                 ));
             }
             self.at = end + 1;
@@ -564,7 +592,7 @@ impl ArrayParser<'_> {
                 if dims <= 1 {
                     return Err(format!(
                         "has more dimensions than the column declares ({dims}); declare the column with one [] per \
-                         dimension (e.g. int[][]) so that it is carried as nested lists"
+                         dimension (e.g. int[][]), or set array.handling.mode=string"
                     ));
                 }
                 items.push(self.level(dims - 1, element)?);

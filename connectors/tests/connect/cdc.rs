@@ -188,16 +188,55 @@ async fn a_value_a_list_cannot_hold_goes_to_the_dead_letters_named_never_changed
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let dead = connect.read("odd-dlq").await;
-    let reasons: Vec<String> = dead
-        .iter()
-        .filter_map(|r| r.headers.iter().find(|h| h.key == "__connect.errors.exception.message"))
-        .map(|h| String::from_utf8_lossy(h.value.as_deref().unwrap_or_default()).into_owned())
-        .collect();
+    let reasons = super::dead_letter_reasons(&dead);
     assert_eq!(reasons.len(), 3, "{reasons:?}");
     assert!(reasons[0].starts_with("column \"a\": the array \"[0:1]={1,2}\" has bounds [0:1]"), "{reasons:?}");
     assert!(reasons[1].starts_with("column \"n\": \"NaN\" is not an exact decimal"), "{reasons:?}");
     assert!(reasons[2].starts_with("column \"a\": the array \"[2:2]={5}\""), "{reasons:?}");
     assert_eq!(pg.psql("SELECT count(*) FROM odd_copy WHERE n IS NULL OR a IS NULL"), "0", "never a NULL instead");
+    connect.worker.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_include_list_cdc_leaves_out_what_plexus_sinks_write() {
+    let pg = Postgres::start();
+    pg.psql("CREATE TABLE src (id int PRIMARY KEY, v text); CREATE TABLE src_copy (LIKE src INCLUDING ALL)");
+    pg.psql("INSERT INTO src SELECT i, 'v' || i FROM generate_series(1, 50) i");
+    let connect = Connect::new();
+    connect
+        .start(&format!(
+            r#"{{"name": "all", "config": {{"connector.class": "PostgresCdcSource", "connection.url": "{}",
+                "topic.prefix": "all", "poll.interval.ms": "50"}}}}"#,
+            pg.url
+        ))
+        .await;
+    connect.start(&sink("copy", &pg.url, "all.public.src", "src_copy", "")).await;
+    until_same(&connect, &pg, "src", "src_copy", "the snapshot").await;
+    pg.psql("INSERT INTO src VALUES (51, 'new'); UPDATE src SET v = 'changed' WHERE id < 10");
+    until_same(&connect, &pg, "src", "src_copy", "streamed").await;
+    // A marker after the copy's writes: once it is in, they would be too.
+    pg.psql("INSERT INTO src VALUES (52, 'marker')");
+    until_same(&connect, &pg, "src", "src_copy", "the marker").await;
+    let topics = connect.log.topic_names();
+    assert!(!topics.iter().any(|t| t.contains("src_copy") || t.contains("plexus_connect")), "{topics:?}");
+    connect.worker.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arrays_as_strings_keep_their_bounds_and_dimensions_exactly() {
+    let pg = Postgres::start();
+    pg.psql(
+        "CREATE TABLE arr (id int PRIMARY KEY, a int[], t text[]); CREATE TABLE arr_copy (LIKE arr INCLUDING ALL); \
+         INSERT INTO arr VALUES (1, '[0:1]={1,2}', '{\"x y\",NULL}'), (2, '{{1,2},{3,4}}', '[2:3][1:1]={{a},{b}}')",
+    );
+    let connect = Connect::new();
+    let mode = r#", "array.handling.mode": "string""#;
+    connect.start(&cdc("arr", &pg.url, "arr", "arr_slot", "public\\\\.arr", mode)).await;
+    connect.start(&sink("arr-sink", &pg.url, "arr.public.arr", "arr_copy", "")).await;
+    until_same(&connect, &pg, "arr", "arr_copy", "the snapshot").await;
+    pg.psql("INSERT INTO arr VALUES (3, '[-5:-4]={7,8}', '{}'); UPDATE arr SET a = '[1:1][3:4]={{5,6}}' WHERE id = 1");
+    until_same(&connect, &pg, "arr", "arr_copy", "streamed").await;
+    assert_eq!(pg.psql("SELECT a FROM arr_copy WHERE id = 3"), "[-5:-4]={7,8}");
     connect.worker.stop_all().await;
 }
 

@@ -67,6 +67,14 @@ impl Connect {
     }
 }
 
+/// Why each dead letter died (its `__connect.errors.exception.message`).
+fn dead_letter_reasons(dead: &[ConsumerRecord]) -> Vec<String> {
+    dead.iter()
+        .filter_map(|r| r.headers.iter().find(|h| h.key == "__connect.errors.exception.message"))
+        .map(|h| String::from_utf8_lossy(h.value.as_deref().unwrap_or_default()).into_owned())
+        .collect()
+}
+
 /// Waits until `done` holds, failing after 30 s with `what`.
 async fn until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -215,13 +215,10 @@ async fn the_sink_creates_evolves_deletes_and_rejects_what_does_not_fit() {
     assert_eq!(pg.psql("SELECT age FROM people WHERE id = 3"), "23", "the rejected update left the row");
     let dead = connect.read("people-dlq").await;
     assert_eq!(dead.len(), 1);
-    let reason = dead[0]
-        .headers
-        .iter()
-        .find(|h| h.key == "__connect.errors.exception.message")
-        .map(|h| String::from_utf8_lossy(h.value.as_deref().unwrap_or_default()).into_owned())
-        .unwrap_or_default();
-    assert_eq!(reason, "column \"age\": string \"old\" cannot be written to a column of type bigint");
+    assert_eq!(
+        super::dead_letter_reasons(&dead),
+        ["column \"age\": string \"old\" cannot be written to a column of type bigint"]
+    );
     connect.worker.stop_all().await;
 }
 
@@ -443,11 +440,7 @@ async fn rows_the_server_refuses_go_to_the_dead_letters_and_the_rest_is_written(
         "1 0044-03-15 BC,4 10000-01-01"
     );
     let dead = connect.read("things-dlq").await;
-    let reasons: Vec<String> = dead
-        .iter()
-        .filter_map(|r| r.headers.iter().find(|h| h.key == "__connect.errors.exception.message"))
-        .map(|h| String::from_utf8_lossy(h.value.as_deref().unwrap_or_default()).into_owned())
-        .collect();
+    let reasons = super::dead_letter_reasons(&dead);
     assert!(
         reasons.iter().any(|r| r.starts_with("column \"born\": ") && r.contains("outside the range of type date")),
         "{reasons:?}"

@@ -31,6 +31,15 @@
 //! `__debezium-heartbeat.<topic.prefix>` and the slot moves on while the
 //! captured tables are quiet, so the server can recycle its WAL.
 //!
+//! Without `table.include.list` every table is captured but the sinks'
+//! own: the offsets table and the tables `PostgresSink`s write (noted in
+//! `plexus_connect_sink_tables`), so a copy in the same database is not
+//! captured again. Arrays are lists (`array.handling.mode=list`); one a
+//! list cannot hold (a lower bound other than 1, more dimensions than the
+//! column declares) goes to the error handler, or, with
+//! `array.handling.mode=string`, every array travels as PostgreSQL's
+//! literal for it, exactly.
+//!
 //! An update that leaves a large (TOASTed) value unchanged does not carry
 //! it: with `REPLICA IDENTITY FULL` it is taken from the old row;
 //! otherwise it is read from the table by key (its value now, which a
@@ -53,8 +62,8 @@ use serde_json::{Value as Json, json};
 use sqlx::postgres::PgConnection;
 
 use super::pgoutput::{Cell, Message, Op};
-use super::types::{Kind, parse_text};
-use super::{Column, Database, SINK_OFFSETS_TABLE, Table, list_tables, quote};
+use super::types::{ArrayMode, Kind, parse_text};
+use super::{Column, Database, SINK_OFFSETS_TABLE, SINK_TABLES, Table, list_tables, quote, sink_tables};
 use crate::connector::{SourceConnector, SourceOffsets, SourceTask};
 use crate::data::Value;
 use crate::error::{Error, Result};
@@ -134,9 +143,13 @@ pub struct PostgresCdcConfig {
     /// `poll.interval.ms`: the wait when there are no changes (default 500).
     #[serde(rename = "poll.interval.ms", default = "default_poll", deserialize_with = "crate::config::from_str")]
     pub poll_interval_ms: u64,
-    /// `max.batch.size`: changes read per poll (whole transactions; default 2048).
+    /// `max.batch.size`: changes (or snapshot rows) read per poll; a larger
+    /// transaction goes to the log in several (default 2048).
     #[serde(rename = "max.batch.size", default = "default_batch", deserialize_with = "crate::config::from_str")]
     pub max_batch: usize,
+    /// `array.handling.mode`: `list` (the default) or `string`.
+    #[serde(rename = "array.handling.mode", default)]
+    pub array_mode: ArrayMode,
 }
 
 fn default_publication() -> String {
@@ -262,6 +275,7 @@ impl SourceConnector for PostgresCdcConnector {
             idle_end: 0,
             confirmed: 0,
             last_heartbeat: Instant::now(),
+            copies: std::collections::HashSet::new(),
         }))
     }
 }
@@ -322,6 +336,8 @@ struct CdcTask {
     /// The position last reported to the server.
     confirmed: u64,
     last_heartbeat: Instant,
+    /// Tables Plexus's sinks write (`schema.table`).
+    copies: std::collections::HashSet<String>,
 }
 
 impl CdcTask {
@@ -332,13 +348,32 @@ impl CdcTask {
         self.conn.as_mut().ok_or_else(|| Error::connector(&self.connector, "no connection"))
     }
 
+    /// Whether a table is captured: the include list's (all, without
+    /// one, but the tables Plexus's sinks keep and write), less the
+    /// exclude list's.
     fn captured(&self, schema: &str, table: &str) -> bool {
-        if table == SINK_OFFSETS_TABLE {
+        if table == SINK_OFFSETS_TABLE || table == SINK_TABLES {
             return false;
         }
         let name = format!("{schema}.{table}");
-        (self.include.is_empty() || self.include.iter().any(|r| r.is_match(&name)))
-            && !self.exclude.iter().any(|r| r.is_match(&name))
+        let included = if self.include.is_empty() {
+            !self.copies.contains(&name)
+        } else {
+            self.include.iter().any(|r| r.is_match(&name))
+        };
+        included && !self.exclude.iter().any(|r| r.is_match(&name))
+    }
+
+    /// Reads which tables Plexus's sinks write here (see [`captured`](Self::captured)).
+    async fn refresh_copies(&mut self) -> Result<()> {
+        if !self.include.is_empty() {
+            return Ok(());
+        }
+        let db = self.db.clone();
+        let conn = self.conn().await?;
+        let copies = sink_tables(conn).await.map_err(|e| db.error("reading the tables sinks write", &e))?;
+        self.copies = copies.into_iter().collect();
+        Ok(())
     }
 
     /// The tables to snapshot (and to publish, in `filtered` mode).
@@ -408,9 +443,16 @@ impl CdcTask {
     /// Starts reading the snapshot `exported` describes.
     async fn begin_snapshot(&mut self, exported: stream::Exported, progress: Progress) -> Result<()> {
         let tables = self.tables().await?;
-        let reader =
-            snapshot::Reader::open(&self.db, &exported.name, exported.lsn, tables, &progress, self.config.max_batch)
-                .await?;
+        let reader = snapshot::Reader::open(
+            &self.db,
+            &exported.name,
+            exported.lsn,
+            tables,
+            &progress,
+            self.config.max_batch,
+            self.config.array_mode,
+        )
+        .await?;
         // Imported: the exporting session may end (a temporary slot with it).
         drop(exported);
         self.at.snapshot = Some(progress);
@@ -469,6 +511,10 @@ impl CdcTask {
         name: String,
         described: Vec<(u8, String, u32, i32)>,
     ) -> Result<()> {
+        if !self.relations.contains_key(&oid) {
+            // A table seen first: a sink may have begun writing it since.
+            self.refresh_copies().await?;
+        }
         if !self.captured(&schema, &name) {
             self.relations.insert(oid, None);
             return Ok(());
@@ -483,16 +529,16 @@ impl CdcTask {
         }
         let table = Table { schema: Some(schema.clone()), name: name.clone() };
         let db = self.db.clone();
-        let prefix = self.config.topic_prefix.clone();
+        let (prefix, arrays) = (self.config.topic_prefix.clone(), self.config.array_mode);
         let conn = self.conn().await?;
-        let catalog = relation::describe(conn, &prefix, &table)
+        let catalog = relation::describe(conn, &prefix, &table, arrays)
             .await
             .map_err(|e| db.error(&format!("reading table {table}"), &e))?;
         let mut columns = Vec::with_capacity(described.len());
         for (_, col, type_oid, typmod) in &described {
             let kind = match catalog.columns.iter().find(|c| c.name == *col) {
                 Some(c) => c.kind.clone(),
-                None => Kind::of(&self.type_name(*type_oid).await?, *typmod),
+                None => Kind::of(&self.type_name(*type_oid).await?, *typmod).with_array_mode(self.config.array_mode),
             };
             columns.push(Column { name: col.clone(), kind, nullable: true });
         }
@@ -760,6 +806,7 @@ impl SourceTask for CdcTask {
         let stored: Option<CdcOffset> =
             offsets.get(&self.events.partition.to_string()).and_then(|(_, o)| serde_json::from_value(o.clone()).ok());
         let slot_exists = self.prepare().await?;
+        self.refresh_copies().await?;
         let progress = stored.as_ref().and_then(|s| s.snapshot.clone());
         let snapshot = match self.config.snapshot_mode {
             SnapshotMode::NoData => false,

@@ -217,8 +217,12 @@ pub(super) async fn describe(
     conn: &mut sqlx::PgConnection,
     prefix: &str,
     table: &super::super::Table,
+    arrays: super::super::types::ArrayMode,
 ) -> sqlx::Result<Relation> {
-    let columns = super::super::columns(conn, table).await?.unwrap_or_default();
+    let mut columns = super::super::columns(conn, table).await?.unwrap_or_default();
+    for c in &mut columns {
+        c.kind = std::mem::replace(&mut c.kind, Kind::Bool).with_array_mode(arrays);
+    }
     let key: Vec<(String, String)> = sqlx::query_as(
         "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_index i \
          JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n) ON true \

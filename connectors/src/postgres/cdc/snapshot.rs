@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Executor;
 use sqlx::postgres::PgConnection;
 
-use super::super::types::{Kind, parse_text};
+use super::super::types::{ArrayMode, Kind, parse_text};
 use super::super::{Database, Table, TextRow, copy_rows, quote};
 use super::relation::Relation;
 use crate::data::Value;
@@ -162,6 +162,7 @@ pub(super) struct Reader {
     tables: VecDeque<Table>,
     current: Option<TableRead>,
     chunk: usize,
+    arrays: ArrayMode,
 }
 
 /// Rows of one table, and whether they are the snapshot's last.
@@ -181,6 +182,7 @@ impl Reader {
         tables: Vec<Table>,
         progress: &Progress,
         chunk: usize,
+        arrays: ArrayMode,
     ) -> Result<Self> {
         let mut conn = db.connect().await?;
         // A snapshot name is the server's (hex digits and dashes).
@@ -192,7 +194,7 @@ impl Reader {
         .map_err(|e| db.error("importing the slot's snapshot", &e))?;
         let tables: VecDeque<Table> = tables.into_iter().filter(|t| !progress.finished(&qualified(t))).collect();
         tracing::info!(connector = %db.connector(), tables = tables.len(), lsn, "snapshot started");
-        Ok(Self { conn, lsn, tables, current: None, chunk })
+        Ok(Self { conn, lsn, tables, current: None, chunk, arrays })
     }
 
     /// The next rows, with `progress` moved past them; `None` once every
@@ -207,7 +209,7 @@ impl Reader {
                     return Ok(None);
                 };
                 let relation = Arc::new(
-                    super::relation::describe(&mut self.conn, prefix, &table)
+                    super::relation::describe(&mut self.conn, prefix, &table, self.arrays)
                         .await
                         .map_err(|e| db.error(&format!("reading table {table}"), &e))?,
                 );
