@@ -34,7 +34,7 @@ impl Op {
 }
 
 /// Microseconds from PostgreSQL's epoch (2000-01-01) to Unix's.
-const PG_EPOCH_US: i64 = 946_684_800_000_000;
+pub(crate) const PG_EPOCH_US: i64 = 946_684_800_000_000;
 
 /// A column of a row in a `pgoutput` message.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,20 +51,6 @@ pub(crate) enum Cell {
 /// One `pgoutput` message, as far as the CDC source needs it.
 #[derive(Debug, PartialEq)]
 pub(crate) enum Message {
-    /// `B`: a transaction begins.
-    Begin {
-        /// The LSN of its commit.
-        final_lsn: u64,
-        /// Its commit time, ms since the Unix epoch.
-        ts_ms: i64,
-        /// Its id.
-        xid: u32,
-    },
-    /// `C`: it commits.
-    Commit {
-        /// The LSN after its commit record.
-        end_lsn: u64,
-    },
     /// `R`: a table's columns: (flags, name, type OID, typmod).
     Relation {
         /// The table's OID.
@@ -87,7 +73,8 @@ pub(crate) enum Message {
         /// The new row.
         new: Option<Vec<Cell>>,
     },
-    /// Anything else (origin, type, truncate, message).
+    /// Anything else (origin, type, truncate, message; begin and commit,
+    /// which the replication client hands over parsed).
     Other,
 }
 
@@ -126,20 +113,6 @@ impl Message {
         need(b, 1)?;
         let tag = b.get_u8();
         Ok(match tag {
-            b'B' => {
-                need(b, 20)?;
-                let final_lsn = b.get_u64();
-                let ts = b.get_i64();
-                let xid = b.get_u32();
-                Self::Begin { final_lsn, ts_ms: (ts + PG_EPOCH_US).div_euclid(1000), xid }
-            }
-            b'C' => {
-                need(b, 25)?;
-                let _flags = b.get_u8();
-                let _commit_lsn = b.get_u64();
-                let end_lsn = b.get_u64();
-                Self::Commit { end_lsn }
-            }
             b'R' => {
                 need(b, 4)?;
                 let oid = b.get_u32();

@@ -37,7 +37,7 @@ use serde_json::{Value as Json, json};
 use sqlx::postgres::PgConnection;
 use sqlx::{Column as _, Executor, TypeInfo as _};
 
-use super::types::{ArrayMode, Kind, parse_text};
+use super::types::{ArrayMode, Kind, parse_row, parse_text};
 use super::{Column, Database, Table, TextRow, columns, copy_rows, list_tables, primary_key, quote};
 use crate::connector::{SourceConnector, SourceOffsets, SourceTask};
 use crate::data::Value;
@@ -325,7 +325,7 @@ impl PostgresSourceTask {
         offsets: &SourceOffsets,
     ) -> Result<Reader> {
         for c in &mut columns {
-            c.kind = std::mem::replace(&mut c.kind, Kind::Bool).with_array_mode(self.config.array_mode);
+            c.kind.apply_array_mode(self.config.array_mode);
         }
         let find = |key: &str,
                     name: &Option<String>,
@@ -554,17 +554,10 @@ impl Reader {
 
     /// A row as a record, the reader's position moved past it.
     fn record(&mut self, row: &TextRow, mode: Mode, keys: &mut HashSet<String>) -> SourceRecord {
-        let mut fields = Vec::with_capacity(self.columns.len());
-        let mut failure = None;
-        for (i, c) in self.columns.iter().enumerate() {
-            match cell(row, i, &c.kind) {
-                Ok(v) => fields.push((c.name.clone(), v)),
-                Err(reason) => {
-                    failure.get_or_insert_with(|| format!("column {:?} of {}: {reason}", c.name, self.from));
-                    fields.push((c.name.clone(), Value::Null));
-                }
-            }
-        }
+        let (values, failure) = parse_row(&self.columns, row.iter().map(Option::as_deref));
+        let failure =
+            failure.map(|(i, reason)| format!("column {:?} of {}: {reason}", self.columns[i].name, self.from));
+        let fields: Vec<(String, Value)> = self.columns.iter().map(|c| c.name.clone()).zip(values).collect();
         if let Some(i) = self.incrementing
             && let Some(n) = as_i64(&fields[i].1)
         {

@@ -105,15 +105,14 @@ impl Kind {
         }
     }
 
-    /// The kind as `array.handling.mode` says: with `string`, an array is
-    /// carried as PostgreSQL's literal for it (`[0:1]={1,2}`,
+    /// Makes the kind what `array.handling.mode` says: with `string`, an
+    /// array is carried as PostgreSQL's literal for it (`[0:1]={1,2}`,
     /// `{{1,2},{3,4}}`), which keeps what a list cannot (bounds other
     /// than 1, a number of dimensions the column does not declare) and a
     /// sink writes back as it is.
-    pub fn with_array_mode(self, mode: ArrayMode) -> Self {
-        match (self, mode) {
-            (Self::Array(element), ArrayMode::String) => Self::Other(format!("{}[]", kind_name(&element))),
-            (kind, _) => kind,
+    pub fn apply_array_mode(&mut self, mode: ArrayMode) {
+        if let (Self::Array(element), ArrayMode::String) = (&*self, mode) {
+            *self = Self::Other(format!("{}[]", kind_name(element)));
         }
     }
 
@@ -488,6 +487,30 @@ fn escape_copy(text: &str, out: &mut String) {
     }
 }
 
+/// A row of PostgreSQL's text output (`None`: NULL) as the columns'
+/// values; a value that does not parse is null, and the first such
+/// column's index and reason come back with the row, for the caller to
+/// send the record to the error handler (never to write the null).
+pub(crate) fn parse_row<'a>(
+    columns: &[super::Column],
+    texts: impl IntoIterator<Item = Option<&'a str>>,
+) -> (Vec<Value>, Option<(usize, String)>) {
+    let mut failure = None;
+    let values = columns
+        .iter()
+        .zip(texts)
+        .enumerate()
+        .map(|(i, (c, text))| match text {
+            None => Value::Null,
+            Some(t) => parse_text(t, &c.kind).unwrap_or_else(|e| {
+                failure.get_or_insert((i, e));
+                Value::Null
+            }),
+        })
+        .collect();
+    (values, failure)
+}
+
 /// A value in PostgreSQL's text output as the kind's value; the error
 /// says what the text is not (the caller names the column).
 pub fn parse_text(text: &str, kind: &Kind) -> std::result::Result<Value, String> {
@@ -550,7 +573,7 @@ impl ArrayParser<'_> {
         self.text.get(self.at).copied()
     }
 
-    fn expect(&mut self, b: u8) -> std::result::Result<(), String> {
+    fn consume(&mut self, b: u8) -> std::result::Result<(), String> {
         if self.peek() == Some(b) {
             self.at += 1;
             Ok(())
@@ -581,7 +604,7 @@ impl ArrayParser<'_> {
     }
 
     fn level(&mut self, dims: usize, element: &Kind) -> std::result::Result<Value, String> {
-        self.expect(b'{')?;
+        self.consume(b'{')?;
         let mut items = Vec::new();
         if self.peek() == Some(b'}') {
             self.at += 1;

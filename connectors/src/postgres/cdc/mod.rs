@@ -61,8 +61,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 use sqlx::postgres::PgConnection;
 
-use super::pgoutput::{Cell, Message, Op};
-use super::types::{ArrayMode, Kind, parse_text};
+use super::pgoutput::{Cell, Message, Op, PG_EPOCH_US};
+use super::types::{ArrayMode, Kind, parse_row};
 use super::{Column, Database, SINK_OFFSETS_TABLE, SINK_TABLES, Table, list_tables, quote, sink_tables};
 use crate::connector::{SourceConnector, SourceOffsets, SourceTask};
 use crate::data::Value;
@@ -474,20 +474,8 @@ impl CdcTask {
         let mut out = Vec::with_capacity(chunk.rows.len());
         let count = chunk.rows.len();
         for (i, row) in chunk.rows.into_iter().enumerate() {
-            let mut failure = None;
-            let values: Vec<Value> = chunk
-                .relation
-                .columns
-                .iter()
-                .zip(row)
-                .map(|(c, text)| match text {
-                    None => Value::Null,
-                    Some(t) => parse_text(&t, &c.kind).unwrap_or_else(|e| {
-                        failure.get_or_insert_with(|| format!("column {:?}: {e}", c.name));
-                        Value::Null
-                    }),
-                })
-                .collect();
+            let (values, failure) = parse_row(&chunk.relation.columns, row.iter().map(Option::as_deref));
+            let failure = failure.map(|(i, e)| format!("column {:?}: {e}", chunk.relation.columns[i].name));
             let last = chunk.last && i + 1 == count;
             let source = Source { lsn, tx: None, ts_ms: now_ms(), snapshot: if last { "last" } else { "true" } };
             let mut events = self.events.records(&chunk.relation, Op::Read, None, Some(values), &source);
@@ -538,20 +526,22 @@ impl CdcTask {
         for (_, col, type_oid, typmod) in &described {
             let kind = match catalog.columns.iter().find(|c| c.name == *col) {
                 Some(c) => c.kind.clone(),
-                None => Kind::of(&self.type_name(*type_oid).await?, *typmod).with_array_mode(self.config.array_mode),
+                None => {
+                    let mut kind = Kind::of(&self.type_name(*type_oid).await?, *typmod);
+                    kind.apply_array_mode(arrays);
+                    kind
+                }
             };
             columns.push(Column { name: col.clone(), kind, nullable: true });
         }
         // The key is the primary key (pgoutput's flags mark the replica
         // identity: every column under REPLICA IDENTITY FULL).
-        let key: Vec<bool> =
-            columns.iter().map(|c| catalog.key_order.iter().any(|&i| catalog.columns[i].name == c.name)).collect();
         let key_order = catalog
             .key_order
             .iter()
             .filter_map(|&i| columns.iter().position(|c| c.name == catalog.columns[i].name))
             .collect();
-        let mut relation = Relation::new(&prefix, schema, name, columns, key, key_order, catalog.key_types.clone());
+        let mut relation = Relation::new(&prefix, schema, name, columns, key_order, catalog.key_types.clone());
         relation.described = described;
         self.relations.insert(oid, Some(Arc::new(relation)));
         Ok(())
@@ -648,19 +638,16 @@ impl CdcTask {
         }
         let mut failure = None;
         let mut values = |tuple: Option<Vec<Cell>>| {
-            tuple.map(|t| {
-                relation
-                    .columns
-                    .iter()
-                    .zip(t)
-                    .map(|(c, cell)| match cell {
-                        Cell::Null | Cell::Unchanged => Value::Null,
-                        Cell::Text(text) => parse_text(&text, &c.kind).unwrap_or_else(|e| {
-                            failure.get_or_insert_with(|| format!("column {:?}: {e}", c.name));
-                            Value::Null
-                        }),
-                    })
-                    .collect::<Vec<_>>()
+            tuple.map(|cells| {
+                let texts = cells.iter().map(|c| match c {
+                    Cell::Text(t) => Some(t.as_str()),
+                    Cell::Null | Cell::Unchanged => None,
+                });
+                let (values, bad) = parse_row(&relation.columns, texts);
+                if failure.is_none() {
+                    failure = bad.map(|(i, e)| format!("column {:?}: {e}", relation.columns[i].name));
+                }
+                values
             })
         };
         let (before, after) = (values(old), values(new));
@@ -739,7 +726,7 @@ impl CdcTask {
                         0
                     };
                     // Microseconds since 2000-01-01.
-                    let ts_ms = (commit_time_micros + 946_684_800_000_000).div_euclid(1000);
+                    let ts_ms = (commit_time_micros + PG_EPOCH_US).div_euclid(1000);
                     self.tx = Some(Tx { final_lsn, xid, ts_ms, changes: 0, skip });
                 }
                 ReplicationEvent::XLogData { data, .. } => {
@@ -750,17 +737,18 @@ impl CdcTask {
                             self.relation(oid, schema, name, columns).await?;
                         }
                         Message::Change { oid, op, old, new } => self.change(oid, op, old, new, &mut out).await?,
-                        Message::Begin { .. } | Message::Commit { .. } | Message::Other => {}
+                        Message::Other => {}
                     }
                 }
                 ReplicationEvent::Commit { end_lsn, .. } => {
                     let Some(tx) = self.tx.take() else { continue };
-                    let end = end_lsn.as_u64();
-                    if tx.skip != u64::MAX || tx.final_lsn >= self.at.lsn {
-                        self.at.lsn = self.at.lsn.max(tx.final_lsn);
+                    // A transaction the log had whole leaves the position;
+                    // any other is after it, and now whole in the log.
+                    if tx.skip != u64::MAX {
+                        self.at.lsn = tx.final_lsn;
                         self.at.changes = None;
                     }
-                    self.at.end = self.at.end.max(end);
+                    self.at.end = self.at.end.max(end_lsn.as_u64());
                     if self.at.snapshot.as_ref().is_some_and(|p| p.done && self.at.lsn > p.newest()) {
                         self.at.snapshot = None; // the stream is past every snapshot point
                     }

@@ -44,10 +44,10 @@ impl Relation {
         schema: String,
         name: String,
         columns: Vec<Column>,
-        key: Vec<bool>,
         key_order: Vec<usize>,
         key_types: Vec<String>,
     ) -> Self {
+        let key: Vec<bool> = (0..columns.len()).map(|i| key_order.contains(&i)).collect();
         let row_schema = DataType::Struct(
             columns.iter().map(|c| Field::new(&c.name, c.kind.data_type(), true)).collect::<Vec<_>>().into(),
         );
@@ -221,7 +221,7 @@ pub(super) async fn describe(
 ) -> sqlx::Result<Relation> {
     let mut columns = super::super::columns(conn, table).await?.unwrap_or_default();
     for c in &mut columns {
-        c.kind = std::mem::replace(&mut c.kind, Kind::Bool).with_array_mode(arrays);
+        c.kind.apply_array_mode(arrays);
     }
     let key: Vec<(String, String)> = sqlx::query_as(
         "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_index i \
@@ -232,7 +232,6 @@ pub(super) async fn describe(
     .bind(table.quoted())
     .fetch_all(&mut *conn)
     .await?;
-    let flags: Vec<bool> = columns.iter().map(|c| key.iter().any(|(k, _)| *k == c.name)).collect();
     let key_order = key.iter().filter_map(|(k, _)| columns.iter().position(|c| c.name == *k)).collect();
     let key_types = key.into_iter().map(|(_, t)| t).collect();
     Ok(Relation::new(
@@ -240,7 +239,6 @@ pub(super) async fn describe(
         table.schema.clone().unwrap_or_else(|| "public".into()),
         table.name.clone(),
         columns,
-        flags,
         key_order,
         key_types,
     ))
